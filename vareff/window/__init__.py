@@ -1,0 +1,1 @@
+"""Stage 3: reference access and sequence windows around alleles."""
