@@ -130,7 +130,8 @@ def attention(q, k, v, *, key_padding_mask=None, rotary=None, scale=None, backen
         "attention", q.device, backend, unsupported=attention_unsupported_reason(q, k, v, rotary)
     )
     if which == "triton":
-        return _triton_module("attention").attention_fwd(
+        q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+        return _triton_module("flash_attention").attention_fwd(
             q, k, v, key_padding_mask=key_padding_mask, rotary=rotary, scale=scale
         )
     return reference.attention_torch(q, k, v, key_padding_mask=key_padding_mask, rotary=rotary, scale=scale)
@@ -185,7 +186,8 @@ def attention_varlen(q, k, v, cu_seqlens, max_seqlen, *, rotary=None, scale=None
         "attention_varlen", q.device, backend, unsupported=attention_unsupported_reason(q, k, v, rotary)
     )
     if which == "triton":
-        return _triton_module("attention").attention_varlen_fwd(
+        q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+        return _triton_module("flash_attention").attention_varlen_fwd(
             q, k, v, cu_seqlens, max_seqlen, rotary=rotary, scale=scale
         )
     # PyTorch path: pad to (B, H, max_len, D), SDPA with a key mask, unpad.
@@ -245,20 +247,27 @@ def _eltwise_unsupported(x):
 
 
 def layer_norm_residual(x, weight, bias, eps=1e-5, residual=None, *, backend=None):
-    """``(LayerNorm(x + residual), x + residual)`` over the last dim (pre-LN blocks need the sum)."""
+    """``(LayerNorm(x + residual), x + residual)`` over the last dim (pre-LN blocks need the sum;
+    with ``residual=None`` the second item is x itself)."""
+    return _layer_norm(x, weight, bias, eps, residual, backend, want_sum=True)
+
+
+def _layer_norm(x, weight, bias, eps, residual, backend, want_sum):
     _check_ln_args(x, weight, bias, residual)
     unsupported = _eltwise_unsupported(x)
     if unsupported is None and x.shape[-1] > 65536:
         unsupported = f"rows of {x.shape[-1]} > 65536 elements"
     which = resolve_backend("layer_norm", x.device, backend, unsupported=unsupported)
     if which == "triton":
-        return _triton_module("layernorm").layer_norm_fwd(x, weight, bias, eps, residual=residual)
+        return _triton_module("layernorm").layer_norm_fwd(
+            x, weight, bias, eps, residual=residual, store_sum=want_sum
+        )
     return reference.layer_norm_torch(x, weight, bias, eps, residual=residual)
 
 
 def layer_norm(x, weight, bias, eps=1e-5, residual=None, *, backend=None):
     """``LayerNorm(x + residual)`` over the last dim (``residual=None``: plain LayerNorm)."""
-    return layer_norm_residual(x, weight, bias, eps, residual=residual, backend=backend)[0]
+    return _layer_norm(x, weight, bias, eps, residual, backend, want_sum=False)[0]
 
 
 # --------------------------------------------------------------------------- activations

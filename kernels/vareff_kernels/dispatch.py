@@ -40,6 +40,9 @@ log = logging.getLogger("vareff_kernels")
 
 BACKENDS = ("auto", "triton", "torch")
 ENV_VAR = "VAREFF_KERNELS"
+#: the Triton kernel modules (imported lazily, only when the Triton path is chosen).  The attention
+#: kernels live in ``flash_attention`` so that no submodule shadows the function ``attention``.
+KERNEL_MODULES = ("flash_attention", "layernorm", "activations")
 
 #: head dims the Triton attention kernel accepts (any even D in this range; GROVER and NT use 64,
 #: NT-v2 50m/100m use 32, NT-v2 250m uses 48, NT-v1 2.5b uses 128)
@@ -100,9 +103,10 @@ def interpreter_active() -> bool:
     """
     import sys
 
-    mod = sys.modules.get("vareff_kernels.attention")
-    if mod is not None and hasattr(mod, "INTERPRETED"):
-        return bool(mod.INTERPRETED)
+    for name in KERNEL_MODULES:
+        mod = sys.modules.get(f"vareff_kernels.{name}")
+        if mod is not None and hasattr(mod, "INTERPRETED"):
+            return bool(mod.INTERPRETED)
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
