@@ -1,0 +1,1 @@
+"""Sequence encoders: turn reference/alt windows into model inputs (one-hot, k-mers, a checkpoint's BPE)."""

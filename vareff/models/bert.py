@@ -1,0 +1,394 @@
+"""BERT masked-language model (GROVER, ``PoetschLab/GROVER``) in plain PyTorch.
+
+Post-LayerNorm BERT as in Hugging Face ``BertForMaskedLM``::
+
+    x = LN(word[ids] + pos[0..T-1] + token_type[0])
+    per layer:  x = LN(x + Wo . attn(x));  x = LN(x + W2 . act(W1 . x))
+    MLM head:   logits = LN(act(Wd . x)) @ word^T + bias          (decoder tied unless config says not)
+
+Attention goes through :func:`vareff_kernels.attention` (SDPA on CPU, Triton on CUDA).  Shapes: B
+batch, T tokens, C hidden, nh heads, hs head size, V vocabulary.
+
+Precision: the residual stream, LayerNorms, embeddings and the vocabulary projection always run in
+float32; with ``compute_dtype`` bfloat16/float16 only the large matmuls (QKV, attention, output and
+FFN projections, head transform) run in that dtype.  Loading is a pure function
+(:func:`remap_state_dict`) that checks every key and shape first.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vareff.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+#: activations Hugging Face BERT configs name, mapped to ours ("gelu" is the exact erf form)
+_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_python": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """Architecture of a BERT masked LM, read from a Hugging Face ``config.json``.
+
+    Parameters
+    ----------
+    vocab_size, hidden_size, num_hidden_layers, num_attention_heads, intermediate_size : int
+        Sizes (V, C, layers, nh, FFN width).  ``hidden_size`` must be divisible by the head count.
+    max_position_embeddings : int
+        Learned absolute positions; an input may have at most this many tokens (specials included).
+    type_vocab_size : int
+        Rows of the token-type table; only row 0 is used (single-segment inputs).
+    layer_norm_eps : float
+    hidden_act : str
+        Hugging Face name (``gelu`` = exact erf GELU, ``gelu_new`` = tanh form, ``relu``, ``silu``).
+    pad_token_id : int
+    tie_word_embeddings : bool
+        True (the default): the MLM decoder reuses the word-embedding matrix.
+    """
+
+    vocab_size: int
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+    pad_token_id: int = 0
+    tie_word_embeddings: bool = True
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def from_hf(cls, cfg: dict[str, Any], *, source: str = "config.json") -> "BertConfig":
+        """Build from a parsed ``config.json``; missing keys take Hugging Face ``BertConfig`` defaults.
+
+        Raises :class:`~vareff.errors.CheckpointError` for settings this implementation does not
+        reproduce exactly (relative position embeddings, decoder/cross-attention configs, unknown
+        activations) instead of silently computing something else.
+        """
+        if "vocab_size" not in cfg:
+            raise CheckpointError(f"{source} has no vocab_size", "is this a BERT config.json?")
+        pet = cfg.get("position_embedding_type", "absolute")
+        if pet not in (None, "absolute"):
+            raise CheckpointError(
+                f"{source}: position_embedding_type={pet!r} is not supported (only 'absolute')",
+                "GROVER uses absolute positions; other BERT variants are not implemented",
+            )
+        if cfg.get("is_decoder") or cfg.get("add_cross_attention"):
+            raise CheckpointError(
+                f"{source}: is_decoder/add_cross_attention is set; only bidirectional encoders are supported"
+            )
+        act = cfg.get("hidden_act", "gelu")
+        if not isinstance(act, str) or act not in _ACTIVATIONS:
+            raise CheckpointError(
+                f"{source}: hidden_act={act!r} is not supported", f"supported: {', '.join(_ACTIVATIONS)}"
+            )
+        names = {f.name for f in fields(cls)}
+        kw = {k: cfg[k] for k in names if k in cfg and cfg[k] is not None}
+        c = cls(**kw)
+        if c.hidden_size % c.num_attention_heads:
+            raise CheckpointError(
+                f"{source}: hidden_size={c.hidden_size} is not divisible by num_attention_heads={c.num_attention_heads}"
+            )
+        return c
+
+
+# --------------------------------------------------------------------------- modules
+
+
+def _act(name: str, x: torch.Tensor) -> torch.Tensor:
+    kind = _ACTIVATIONS[name]
+    if kind == "gelu":
+        return F.gelu(x)
+    if kind == "gelu_tanh":
+        return F.gelu(x, approximate="tanh")
+    if kind == "relu":
+        return F.relu(x)
+    return F.silu(x)
+
+
+class BertLayer(nn.Module):
+    """One post-LN encoder layer: self-attention, then the feed-forward block."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        C, I = cfg.hidden_size, cfg.intermediate_size
+        self.nh, self.hs, self.eps, self.act = cfg.num_attention_heads, cfg.head_dim, cfg.layer_norm_eps, cfg.hidden_act
+        self.qkv = nn.Linear(C, 3 * C)  # query, key, value stacked on the output dim
+        self.attn_out = nn.Linear(C, C)
+        self.ln1 = nn.LayerNorm(C, eps=self.eps)
+        self.fc1 = nn.Linear(C, I)
+        self.fc2 = nn.Linear(I, C)
+        self.ln2 = nn.LayerNorm(C, eps=self.eps)
+
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+        from vareff_kernels import attention
+
+        B, T, C = x.shape  # x: float32 residual stream
+        cd = self.qkv.weight.dtype  # compute dtype of the matmuls
+        qkv = self.qkv(x.to(cd))  # (B, T, 3C)
+        q, k, v = qkv.view(B, T, 3, self.nh, self.hs).permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hs)
+        y = attention(q, k, v, key_padding_mask=key_padding_mask)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        x = self.ln1(x + self.attn_out(y).float())  # (B, T, C) float32
+        h = _act(self.act, self.fc1(x.to(cd)))  # (B, T, I)
+        return self.ln2(x + self.fc2(h).float())  # (B, T, C) float32
+
+
+class BertMaskedLM(nn.Module):
+    """BERT encoder + MLM head.  ``forward(ids, mask)`` -> (hidden (B, T, C) float32, logits (B, T, V))."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.cfg = cfg
+        C, V = cfg.hidden_size, cfg.vocab_size
+        self.word = nn.Embedding(V, C)
+        self.pos = nn.Embedding(cfg.max_position_embeddings, C)
+        self.tok_type = nn.Embedding(cfg.type_vocab_size, C)
+        self.emb_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
+        self.layers = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.head_dense = nn.Linear(C, C)
+        self.head_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
+        self.head_bias = nn.Parameter(torch.zeros(V))
+        self.decoder = None if cfg.tie_word_embeddings else nn.Linear(C, V, bias=False)
+
+    # -- precision ------------------------------------------------------------------------------
+    def set_compute_dtype(self, dtype: torch.dtype) -> "BertMaskedLM":
+        """Cast the big matmul weights to ``dtype``; embeddings, LayerNorms and the decoder stay float32."""
+        self.float()
+        for layer in self.layers:
+            for lin in (layer.qkv, layer.attn_out, layer.fc1, layer.fc2):
+                lin.to(dtype)
+        self.head_dense.to(dtype)
+        return self
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return self.head_dense.weight.dtype
+
+    # -- forward --------------------------------------------------------------------------------
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final hidden states (B, T, C) float32 for token ids (B, T); mask (B, T) 1/True = real token."""
+        B, T = input_ids.shape
+        if T > self.cfg.max_position_embeddings:
+            raise ValueError(f"{T} tokens > max_position_embeddings={self.cfg.max_position_embeddings}")
+        kpm = None
+        if attention_mask is not None:
+            kpm = attention_mask.to(torch.bool)  # (B, T)
+            if bool(kpm.all()):
+                kpm = None  # no padding: let SDPA take its unmasked path
+        pos = self.pos.weight[:T] + self.tok_type.weight[0]  # (T, C)
+        x = self.emb_ln(self.word(input_ids) + pos)  # (B, T, C) float32
+        for layer in self.layers:
+            x = layer(x, kpm)
+        return x
+
+    def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """MLM logits (..., V) float32 for hidden states (..., C) (any leading shape, e.g. selected rows)."""
+        cd = self.head_dense.weight.dtype
+        h = _act(self.cfg.hidden_act, self.head_dense(hidden.to(cd)).float())  # (..., C)
+        h = self.head_ln(h)
+        w = self.word.weight if self.decoder is None else self.decoder.weight  # (V, C)
+        return F.linear(h, w, self.head_bias)  # (..., V)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        hidden = self.encode(input_ids, attention_mask)
+        return hidden, self.mlm_logits(hidden)
+
+
+# --------------------------------------------------------------------------- checkpoint remap
+
+
+def hf_expected_shapes(cfg: BertConfig) -> dict[str, tuple[int, ...]]:
+    """Every key of a Hugging Face ``BertForMaskedLM`` state dict that this model needs, with its shape."""
+    C, I, V = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+    e = {
+        "bert.embeddings.word_embeddings.weight": (V, C),
+        "bert.embeddings.position_embeddings.weight": (cfg.max_position_embeddings, C),
+        "bert.embeddings.token_type_embeddings.weight": (cfg.type_vocab_size, C),
+        "bert.embeddings.LayerNorm.weight": (C,),
+        "bert.embeddings.LayerNorm.bias": (C,),
+        "cls.predictions.bias": (V,),
+        "cls.predictions.transform.dense.weight": (C, C),
+        "cls.predictions.transform.dense.bias": (C,),
+        "cls.predictions.transform.LayerNorm.weight": (C,),
+        "cls.predictions.transform.LayerNorm.bias": (C,),
+    }
+    for i in range(cfg.num_hidden_layers):
+        p = f"bert.encoder.layer.{i}."
+        for n in ("query", "key", "value"):
+            e[p + f"attention.self.{n}.weight"] = (C, C)
+            e[p + f"attention.self.{n}.bias"] = (C,)
+        e[p + "attention.output.dense.weight"] = (C, C)
+        e[p + "attention.output.dense.bias"] = (C,)
+        e[p + "attention.output.LayerNorm.weight"] = (C,)
+        e[p + "attention.output.LayerNorm.bias"] = (C,)
+        e[p + "intermediate.dense.weight"] = (I, C)
+        e[p + "intermediate.dense.bias"] = (I,)
+        e[p + "output.dense.weight"] = (C, I)
+        e[p + "output.dense.bias"] = (C,)
+        e[p + "output.LayerNorm.weight"] = (C,)
+        e[p + "output.LayerNorm.bias"] = (C,)
+    if not cfg.tie_word_embeddings:
+        e["cls.predictions.decoder.weight"] = (V, C)
+    return e
+
+
+#: keys a Hugging Face checkpoint may hold that this model does not use (checked, then dropped)
+HF_OPTIONAL = (
+    "bert.embeddings.position_ids",  # persisted buffer in older transformers versions
+    "cls.predictions.decoder.weight",  # tied copy of the word embeddings
+    "cls.predictions.decoder.bias",  # tied copy of cls.predictions.bias
+)
+HF_IGNORED_PREFIXES = (
+    "bert.pooler.",  # BertModel pooler: not part of the MLM
+    "cls.seq_relationship.",  # next-sentence head of BertForPreTraining checkpoints
+)
+
+
+def _legacy_names(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename TF-era ``LayerNorm.gamma/beta`` to ``LayerNorm.weight/bias``."""
+    out = {}
+    for k, v in sd.items():
+        if k.endswith("LayerNorm.gamma"):
+            k = k[: -len("gamma")] + "weight"
+        elif k.endswith("LayerNorm.beta"):
+            k = k[: -len("beta")] + "bias"
+        out[k] = v
+    return out
+
+
+def remap_state_dict(sd: dict[str, torch.Tensor], cfg: BertConfig, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Map a Hugging Face ``BertForMaskedLM`` state dict onto :class:`BertMaskedLM` (pure function).
+
+    Every required key must be present with the shape ``cfg`` implies, and every other key must be
+    a known optional one; otherwise :class:`~vareff.errors.CheckpointError` lists what is missing,
+    extra or mis-shaped.  Q/K/V weights are concatenated into one ``qkv`` projection.
+    """
+    from vareff.models.load import check_state_dict
+
+    sd = _legacy_names(sd)
+    expected = hf_expected_shapes(cfg)
+    optional = {
+        "bert.embeddings.position_ids": None,
+        "cls.predictions.decoder.weight": (cfg.vocab_size, cfg.hidden_size),
+        "cls.predictions.decoder.bias": (cfg.vocab_size,),
+    }
+    check_state_dict(expected, sd, optional=optional, ignore_prefixes=HF_IGNORED_PREFIXES, source=source)
+
+    g = sd.__getitem__
+    out = {
+        "word.weight": g("bert.embeddings.word_embeddings.weight"),
+        "pos.weight": g("bert.embeddings.position_embeddings.weight"),
+        "tok_type.weight": g("bert.embeddings.token_type_embeddings.weight"),
+        "emb_ln.weight": g("bert.embeddings.LayerNorm.weight"),
+        "emb_ln.bias": g("bert.embeddings.LayerNorm.bias"),
+        "head_dense.weight": g("cls.predictions.transform.dense.weight"),
+        "head_dense.bias": g("cls.predictions.transform.dense.bias"),
+        "head_ln.weight": g("cls.predictions.transform.LayerNorm.weight"),
+        "head_ln.bias": g("cls.predictions.transform.LayerNorm.bias"),
+        "head_bias": g("cls.predictions.bias"),
+    }
+    for i in range(cfg.num_hidden_layers):
+        p, q = f"bert.encoder.layer.{i}.", f"layers.{i}."
+        out[q + "qkv.weight"] = torch.cat([g(p + f"attention.self.{n}.weight") for n in ("query", "key", "value")], 0)
+        out[q + "qkv.bias"] = torch.cat([g(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")], 0)
+        out[q + "attn_out.weight"] = g(p + "attention.output.dense.weight")
+        out[q + "attn_out.bias"] = g(p + "attention.output.dense.bias")
+        out[q + "ln1.weight"] = g(p + "attention.output.LayerNorm.weight")
+        out[q + "ln1.bias"] = g(p + "attention.output.LayerNorm.bias")
+        out[q + "fc1.weight"] = g(p + "intermediate.dense.weight")
+        out[q + "fc1.bias"] = g(p + "intermediate.dense.bias")
+        out[q + "fc2.weight"] = g(p + "output.dense.weight")
+        out[q + "fc2.bias"] = g(p + "output.dense.bias")
+        out[q + "ln2.weight"] = g(p + "output.LayerNorm.weight")
+        out[q + "ln2.bias"] = g(p + "output.LayerNorm.bias")
+    if cfg.tie_word_embeddings:
+        dec = sd.get("cls.predictions.decoder.weight")
+        if dec is not None and not torch.equal(dec.float(), out["word.weight"].float()):
+            # transformers re-ties after loading, so the word embeddings win; say so.
+            log.warning("%s: cls.predictions.decoder.weight differs from the tied word embeddings; "
+                        "using the word embeddings (tie_word_embeddings=true), as transformers does", source)
+    else:
+        out["decoder.weight"] = g("cls.predictions.decoder.weight")
+    # Output bias: transformers 4.x always shares cls.predictions.bias with the decoder; 5.x ties the
+    # decoder's own bias to it only when tie_word_embeddings is true, and otherwise applies the
+    # decoder's bias.  Pick what the library applies; both are equal in 4.x-era checkpoints.
+    dbias = sd.get("cls.predictions.decoder.bias")
+    if dbias is not None and not cfg.tie_word_embeddings:
+        out["head_bias"] = dbias
+    elif dbias is not None and not torch.equal(dbias.float(), out["head_bias"].float()):
+        log.warning("%s: cls.predictions.decoder.bias differs from cls.predictions.bias; using the latter "
+                    "(tie_word_embeddings=true)", source)
+    return out
+
+
+def build(cfg: BertConfig, sd_hf: dict[str, torch.Tensor], *, source: str = "checkpoint") -> BertMaskedLM:
+    """Construct :class:`BertMaskedLM` from a Hugging Face state dict (float32 parameters, eval mode)."""
+    sd = remap_state_dict(sd_hf, cfg, source=source)
+    with torch.device("meta"):
+        model = BertMaskedLM(cfg)
+    model = model.to_empty(device="cpu")
+    sd = {k: v.to(torch.float32) for k, v in sd.items()}
+    model.load_state_dict(sd, strict=True, assign=True)
+    return model.eval()
+
+
+def flops_per_token(cfg: BertConfig, T: int) -> float:
+    """Approximate forward FLOPs per token of the encoder at sequence length T (matmuls only)."""
+    C, I, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    return L * (2 * (4 * C * C + 2 * C * I) + 4 * T * C)  # projections + QK^T and PV
+
+
+# --------------------------------------------------------------------------- family loader
+
+
+def load_checkpoint(directory, hf_config: dict[str, Any], *, device, dtype, name: str | None = None):
+    """Family loader for :func:`vareff.models.load.load_model`: module + the checkpoint's tokenizer."""
+    from pathlib import Path
+
+    from vareff.encode.bpe import BpeTokenizer
+    from vareff.models.load import LoadedModel, read_state_dict
+
+    directory = Path(directory)
+    cfg = BertConfig.from_hf(hf_config, source=str(directory / "config.json"))
+    tok = BpeTokenizer(directory)
+    if tok.vocab_size > cfg.vocab_size:
+        raise CheckpointError(
+            f"{tok.source} has {tok.vocab_size} tokens but config.json vocab_size={cfg.vocab_size}",
+            "tokenizer and weights must come from the same checkpoint",
+        )
+    sd, files = read_state_dict(directory)
+    model = build(cfg, sd, source=str(files[0] if len(files) == 1 else directory))
+    model.set_compute_dtype(dtype).to(device)
+    return LoadedModel(
+        name=name or str(directory), family="bert", path=directory, config=cfg, module=model,
+        tokenizer=tok, device=torch.device(device), dtype=dtype, weight_files=files,
+    )
+
+
+def _family():
+    from vareff.models.load import Family
+
+    return Family(name="bert", model_types=("bert",), architectures=("BertForMaskedLM",), load=load_checkpoint)
+
+
+FAMILY = _family()
