@@ -283,7 +283,12 @@ def read_state_dict(directory: Path) -> tuple[dict[str, torch.Tensor], list[Path
                 raise CheckpointError(f"cannot read {str(f)!r} as safetensors: {e}") from None
         else:
             try:
-                part = torch.load(str(f), map_location="cpu", weights_only=True, mmap=True)
+                try:
+                    part = torch.load(str(f), map_location="cpu", weights_only=True, mmap=True)
+                except RuntimeError as e:  # pre-zip (legacy) serialization cannot be memory-mapped
+                    if "mmap" not in str(e):
+                        raise
+                    part = torch.load(str(f), map_location="cpu", weights_only=True)
             except Exception as e:
                 raise CheckpointError(
                     f"cannot read {str(f)!r} with torch.load(weights_only=True): {type(e).__name__}: {e}",
