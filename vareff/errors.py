@@ -60,6 +60,7 @@ class Status(str, Enum):
     MALFORMED_RECORD = "malformed_record"
     NO_ALT = "no_alt"
     SYMBOLIC_ALLELE = "symbolic_allele"
+    INVALID_ALLELE = "invalid_allele"
     CONTIG_NOT_IN_FASTA = "contig_not_in_fasta"
     OUTSIDE_FASTA = "outside_fasta"
     REF_MISMATCH = "ref_mismatch"

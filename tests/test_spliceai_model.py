@@ -1,0 +1,126 @@
+"""The PyTorch SpliceAI network against an independent Keras-semantics reference, and its cone path."""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vareff.errors import CheckpointError
+from vareff.models.spliceai import _StashRequest, _read_h5, load_spliceai, wheel_weights_dir
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    return load_spliceai()
+
+
+def keras_same_forward(path, x: torch.Tensor) -> torch.Tensor:
+    """Independent reference: run the h5 graph as Keras does (`same` padding, full length, then crop)."""
+    with h5py.File(path, "r") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        mw = f["model_weights"]
+        vals, out = {}, None
+        for layer in cfg["config"]["layers"]:
+            c, name = layer["config"], layer["config"]["name"]
+            ins = [vals[n[0]] for nodes in layer["inbound_nodes"] for n in nodes]
+            cls = layer["class_name"]
+            if cls == "InputLayer":
+                v = x
+            elif cls == "Conv1D":
+                k = torch.from_numpy(mw[name][name]["kernel:0"][()]).permute(2, 1, 0)
+                b = torch.from_numpy(mw[name][name]["bias:0"][()])
+                v = F.conv1d(ins[0], k, b, padding=c["padding"], dilation=c["dilation_rate"][0])
+                if c["activation"] == "softmax":
+                    v = torch.softmax(v, dim=1)
+            elif cls == "BatchNormalization":
+                g = {k: torch.from_numpy(mw[name][name][f"{k}:0"][()])[:, None]
+                     for k in ("gamma", "beta", "moving_mean", "moving_variance")}
+                v = (ins[0] - g["moving_mean"]) / torch.sqrt(g["moving_variance"] + c["epsilon"]) * g["gamma"] + g["beta"]
+            elif cls == "Activation":
+                v = torch.relu(ins[0])
+            elif cls == "Add":
+                v = ins[0] + ins[1]
+            elif cls == "Cropping1D":
+                a, z = c["cropping"]
+                v = ins[0][..., a: ins[0].shape[-1] - z]
+            else:
+                raise AssertionError(cls)
+            vals[name] = out = v
+    return out
+
+
+def _random_onehot(b, length, n_frac=0.02, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, 4, (b, length), generator=g)
+    x = F.one_hot(idx, 4).float().permute(0, 2, 1).contiguous()
+    x[torch.rand(b, 1, length, generator=g).expand(b, 4, length) < n_frac] = 0  # some N
+    return x
+
+
+def test_valid_execution_equals_keras_same_padding(ensemble):
+    """Valid convolutions + residual cropping give the central outputs Keras computes with padding."""
+    path = wheel_weights_dir() / "spliceai3.h5"
+    m = ensemble.members[2]
+    x = _random_onehot(2, 2 * m.context + 37)
+    with torch.inference_mode():
+        ours = m(x)
+        ref = keras_same_forward(path, x)
+    assert ours.shape == ref.shape == (2, 3, 37)
+    torch.testing.assert_close(ours, ref, atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("vlen,v0_shift", [(1, 0), (3, -2), (2, 0)])
+def test_cone_equals_full_window(ensemble, vlen, v0_shift):
+    """Alt outputs from only the changed activations equal a full pass over the alt window."""
+    m = ensemble.members[0]
+    D = 20
+    W = 2 * m.context + 2 * D + 1
+    offsets = [0, 7, 130]
+    seg = _random_onehot(1, W + 130, seed=1)
+    v0 = m.context + D + v0_shift
+    geom = m.cone_geometry(W, v0, v0 + vlen)
+    req = _StashRequest(geom, [(0, o) for o in offsets], {})
+    g = torch.Generator().manual_seed(2)
+    alts = F.one_hot(torch.randint(0, 4, (len(offsets), vlen), generator=g), 4).float().permute(0, 2, 1)
+    with torch.inference_mode():
+        ref_seg = m(seg, stash=[req])
+        full_in = torch.cat([seg[:, :, o: o + W] for o in offsets]).clone()
+        full_in[:, :, v0: v0 + vlen] = alts
+        full = m(full_in)
+        cone = m.forward_cone(alts.contiguous(), req.values, geom)
+        per_window_ref = m(torch.cat([seg[:, :, o: o + W] for o in offsets]))
+    torch.testing.assert_close(cone, full, atol=1e-6, rtol=1e-5)
+    # the shared segment pass gives each window's reference outputs
+    for i, o in enumerate(offsets):
+        torch.testing.assert_close(ref_seg[0, :, o: o + 2 * D + 1], per_window_ref[i], atol=1e-6, rtol=1e-5)
+    assert not torch.equal(cone, per_window_ref)  # the alt did change something
+
+
+def test_ensemble_is_mean_of_members(ensemble):
+    x = _random_onehot(1, 2 * ensemble.context + 11, seed=3)
+    with torch.inference_mode():
+        y = ensemble(x)
+        members = torch.stack([m(x) for m in ensemble.members])
+    torch.testing.assert_close(y, members.mean(0), atol=1e-7, rtol=1e-6)
+    torch.testing.assert_close(y.sum(1), torch.ones(1, 11), atol=1e-5, rtol=0)
+
+
+def test_rejects_unknown_layer(tmp_path):
+    src = wheel_weights_dir() / "spliceai1.h5"
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(src.read_bytes())
+    with h5py.File(bad, "r+") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        cfg["config"]["layers"][2]["class_name"] = "LayerNormalization"
+        f.attrs["model_config"] = json.dumps(cfg)
+    with pytest.raises(CheckpointError, match="unsupported layer LayerNormalization"):
+        _read_h5(bad)
+
+
+def test_missing_weights_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="lacks spliceai1.h5"):
+        load_spliceai(tmp_path)

@@ -1,0 +1,6 @@
+"""``python -m vareff`` -> the command line."""
+import sys
+
+from vareff.cli import main
+
+sys.exit(main())

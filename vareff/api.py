@@ -1,0 +1,116 @@
+"""Python API: :func:`score_vcf` (file to file) and :func:`score_variants` (DataFrame in, DataFrame out)."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import polars as pl
+
+from vareff.config import OutputSpec, RunConfig, infer_format
+from vareff.engine.run import Pipeline, RunSummary, build_lookups, build_scorers, open_genome, run
+from vareff.errors import InputError
+from vareff.normalize.alleles import Record
+
+
+def score_vcf(
+    input: str | os.PathLike,
+    output: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    fasta: str | os.PathLike | None = None,
+    models: Sequence[str] = ("spliceai",),
+    output_format: str | None = None,
+    regions: Sequence[str] = (),
+    contig_map: Sequence[str] = (),
+    device: str = "auto",
+    dtype: str | None = None,
+    batch_size: int = 32,
+    threads: int | None = None,
+    chunk_size: int = 2000,
+    resume: bool = False,
+    skip_malformed: bool = False,
+    max_allele_length: int = 1000,
+    spliceai_distance: int = 50,
+    spliceai_mask: bool = False,
+    spliceai_annotation: str = "grch38",
+    spliceai_weights: str | None = None,
+    alphamissense: str | None = None,
+    am_transcript: str | None = None,
+    annotation: str | None = None,
+    progress: bool = False,
+    model_options: dict | None = None,
+    command: str | None = None,
+) -> RunSummary:
+    """Score every allele of a VCF/VCF.gz/BCF (``"-"``: stdin) and write Parquet/VCF/TSV.
+
+    Parameters
+    ----------
+    input
+        Variant file; ``-r``-style ``regions`` need a .tbi/.csi index.
+    output
+        One path or several; each format comes from ``output_format`` or the extension
+        (``.parquet``, ``.vcf``, ``.vcf.gz`` (bgzipped + tabix), ``.tsv``).
+    fasta
+        Reference FASTA with a .fai index; required when ``models`` is not empty.
+    models
+        Bundled backend names (``"spliceai"``) or local checkpoint directories.
+    contig_map
+        ``CHROM=FASTA_CONTIG[+OFFSET]`` entries for FASTAs that hold a slice of a chromosome.
+    chunk_size
+        Records per chunk: the unit of output writes and of ``resume``.
+    resume
+        Continue an interrupted run with the same arguments from its last finished chunk.
+
+    Returns
+    -------
+    RunSummary
+        Counts per status, alleles/s and the outputs written.  Every input allele is
+        in every output with a ``status`` (see :class:`vareff.errors.Status`).
+    """
+    outs = [output] if isinstance(output, (str, os.PathLike)) else list(output)
+    specs = tuple(OutputSpec(os.fspath(o), infer_format(os.fspath(o), output_format)) for o in outs)
+    cfg = RunConfig(
+        input=os.fspath(input), outputs=specs, fasta=os.fspath(fasta) if fasta else None, models=tuple(models),
+        regions=tuple(regions), contig_map=tuple(contig_map), device=device, dtype=dtype, batch_size=batch_size,
+        threads=threads, chunk_size=chunk_size, resume=resume, skip_malformed=skip_malformed,
+        max_allele_length=max_allele_length, progress=progress, spliceai_distance=spliceai_distance,
+        spliceai_mask=spliceai_mask, spliceai_annotation=spliceai_annotation, spliceai_weights=spliceai_weights,
+        alphamissense=alphamissense, am_transcript=am_transcript, annotation=annotation,
+        command=command if command is not None else "vareff.score_vcf(...)",
+        model_options=dict(model_options or {}),
+    )
+    return run(cfg)
+
+
+def score_variants(
+    variants: pl.DataFrame,
+    *,
+    fasta: str | os.PathLike | None = None,
+    models: Sequence[str] = ("spliceai",),
+    **options,
+) -> pl.DataFrame:
+    """Score a DataFrame of alleles and return one row per allele with the score columns.
+
+    ``variants`` needs columns ``chrom``, ``pos`` (1-based), ``ref``, ``alt`` (one ALT
+    per row, or several comma-separated); ``id`` is optional.  Options are those of
+    :func:`score_vcf`.  Rows come back in input order (split ALTs in ALT order).
+    """
+    missing = {"chrom", "pos", "ref", "alt"} - set(variants.columns)
+    if missing:
+        raise InputError(f"score_variants: the DataFrame lacks columns {sorted(missing)}",
+                         "it needs chrom, pos (1-based), ref and alt")
+    cfg = RunConfig(input="-", outputs=(OutputSpec("<memory>", "parquet"),),
+                    fasta=os.fspath(fasta) if fasta else None, models=tuple(models), **options)
+    pipe = Pipeline(cfg, build_scorers(cfg), open_genome(cfg), build_lookups(cfg))
+    ids = variants["id"].to_list() if "id" in variants.columns else [None] * variants.height
+    records = [
+        Record(chrom=str(c), pos1=int(p), id=i, ref=str(r), alts=tuple(str(a).split(",")))
+        for c, p, r, a, i in zip(variants["chrom"].to_list(), variants["pos"].to_list(),
+                                 variants["ref"].to_list(), variants["alt"].to_list(), ids)
+    ]
+    tables = []
+    for s in range(0, len(records), cfg.chunk_size):
+        _, table, _ = pipe.process(records[s: s + cfg.chunk_size])
+        tables.append(pl.from_arrow(table))
+    if not tables:
+        return pl.from_arrow(pipe.schema.empty_table())
+    return pl.concat(tables)

@@ -1,0 +1,111 @@
+"""Command line: ``vareff score``, ``vareff models`` (bcftools-like flags; see ``--help``)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from vareff import __version__
+from vareff.errors import VareffError
+
+log = logging.getLogger("vareff")
+
+
+def _score_parser(sub) -> None:
+    p = sub.add_parser("score", help="score the alleles of a VCF/BCF with one or more models",
+                       description="Score every allele of INPUT (VCF, VCF.gz, BCF, or - for stdin).")
+    p.add_argument("input", help="VCF/VCF.gz/BCF, or - for stdin")
+    p.add_argument("-f", "--fasta", help="reference FASTA (with .fai); needed when a model runs")
+    p.add_argument("-m", "--model", action="append", dest="models", metavar="MODEL",
+                   help="bundled model name (spliceai) or local checkpoint directory; repeatable "
+                        "(default: spliceai)")
+    p.add_argument("-o", "--output", action="append", required=True, metavar="OUT",
+                   help="output path; repeatable (.parquet, .vcf, .vcf.gz, .tsv)")
+    p.add_argument("-O", "--output-format", choices=["parquet", "vcf", "tsv"],
+                   help="output format (default: from the extension)")
+    p.add_argument("-r", "--region", action="append", default=[], metavar="CHR:START-END",
+                   help="only records in this region (1-based, inclusive); repeatable; needs an index")
+    p.add_argument("--contig-map", action="append", default=[], metavar="CHROM=CONTIG[+OFFSET]",
+                   help="VCF contig CHROM is FASTA contig CONTIG whose first base is genomic OFFSET+1; repeatable")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    p.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and decompression")
+    p.add_argument("--chunk-size", type=int, default=2000,
+                   help="records per chunk, the unit of writes and of --resume (default: 2000)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished chunk")
+    p.add_argument("--skip-malformed", action="store_true",
+                   help="keep going past unparseable records (status malformed_record) instead of stopping")
+    p.add_argument("--max-allele-length", type=int, default=1000,
+                   help="alleles longer than this get status allele_too_long (default: 1000)")
+    p.add_argument("--spliceai-distance", type=int, default=50, metavar="D",
+                   help="SpliceAI: max distance between the variant and gained/lost splice site (default: 50)")
+    p.add_argument("--spliceai-mask", action="store_true",
+                   help="SpliceAI: mask scores of annotated acceptor/donor gains and unannotated losses")
+    p.add_argument("--spliceai-annotation", default="grch38", metavar="grch37|grch38|PATH",
+                   help="SpliceAI gene table (default: grch38, from the spliceai wheel)")
+    p.add_argument("--spliceai-weights", default=None, metavar="DIR",
+                   help="folder with spliceai1.h5..spliceai5.h5 (default: the installed spliceai wheel)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_score)
+
+
+def _cmd_score(args, argv) -> int:
+    from vareff.api import score_vcf
+    from vareff.write.vcf import format_command
+
+    summary = score_vcf(
+        args.input, args.output, fasta=args.fasta, models=args.models or ["spliceai"],
+        output_format=args.output_format, regions=args.region, contig_map=args.contig_map, device=args.device,
+        dtype=args.dtype, batch_size=args.batch_size, threads=args.threads, chunk_size=args.chunk_size,
+        resume=args.resume, skip_malformed=args.skip_malformed, max_allele_length=args.max_allele_length,
+        spliceai_distance=args.spliceai_distance, spliceai_mask=args.spliceai_mask,
+        spliceai_annotation=args.spliceai_annotation, spliceai_weights=args.spliceai_weights,
+        progress=not args.no_progress, command=format_command(["vareff", *argv]),
+    )
+    log.info("done: %s", summary)
+    return 0
+
+
+def _cmd_models(args, argv) -> int:
+    from vareff.score.registry import BUILTIN, CHECKPOINT_FAMILIES
+
+    print("Bundled models (-m NAME):")
+    for name, desc in BUILTIN.items():
+        print(f"  {name:10s} {desc}")
+    print("Checkpoint directories (-m PATH; the family is read from config.json model_type):")
+    for name, desc in CHECKPOINT_FAMILIES.items():
+        print(f"  {name:10s} {desc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vareff", description="Variant-effect scoring with DNA foundation models.")
+    p.add_argument("--version", action="version", version=f"vareff {__version__}")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="log verbosity on stderr (default: INFO)")
+    sub = p.add_subparsers(dest="command", required=True)
+    _score_parser(sub)
+    m = sub.add_parser("models", help="list the model backends")
+    m.set_defaults(func=_cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level), format="vareff: %(levelname)s: %(message)s",
+                        stream=sys.stderr, force=True)
+    try:
+        return args.func(args, argv)
+    except VareffError as e:
+        print(f"vareff: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("vareff: interrupted; finished chunks are kept: rerun the same command with --resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

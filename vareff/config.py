@@ -1,0 +1,84 @@
+"""Run configuration: one frozen dataclass shared by the CLI and the Python API."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from vareff.errors import ConfigError
+
+Format = Literal["parquet", "vcf", "tsv"]
+_EXT = ((".parquet", "parquet"), (".pq", "parquet"), (".vcf.gz", "vcf"), (".vcf.bgz", "vcf"), (".vcf", "vcf"),
+        (".tsv", "tsv"), (".tsv.gz", "tsv"), (".txt", "tsv"))
+
+
+def infer_format(path: str, explicit: str | None = None) -> Format:
+    """Output format from ``-O`` or else the file extension."""
+    if explicit:
+        if explicit not in ("parquet", "vcf", "tsv"):
+            raise ConfigError(f"-O {explicit!r} is not a known format", "use parquet, vcf or tsv")
+        return explicit  # type: ignore[return-value]
+    low = path.lower()
+    for ext, fmt in _EXT:
+        if low.endswith(ext):
+            return fmt  # type: ignore[return-value]
+    raise ConfigError(f"cannot tell the output format of {path!r} from its extension",
+                      "name it .parquet, .vcf, .vcf.gz or .tsv, or pass -O parquet|vcf|tsv")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    path: str
+    format: Format
+
+    @property
+    def bgzip(self) -> bool:
+        return self.format == "vcf" and self.path.lower().endswith((".gz", ".bgz"))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a scoring run needs.  Defaults are the CLI's defaults.
+
+    ``models``: backend names (``spliceai``) or local checkpoint directories.
+    ``chunk_size``: records per chunk; a chunk is the unit of output and of ``resume``.
+    """
+
+    input: str
+    outputs: tuple[OutputSpec, ...]
+    fasta: str | None = None
+    models: tuple[str, ...] = ("spliceai",)
+    regions: tuple[str, ...] = ()
+    contig_map: tuple[str, ...] = ()
+    device: str = "auto"
+    dtype: str | None = None
+    batch_size: int = 32
+    threads: int | None = None
+    chunk_size: int = 2000
+    resume: bool = False
+    skip_malformed: bool = False
+    max_allele_length: int = 1000
+    progress: bool = True
+    spliceai_distance: int = 50
+    spliceai_mask: bool = False
+    spliceai_annotation: str = "grch38"
+    spliceai_weights: str | None = None
+    alphamissense: str | None = None
+    am_transcript: str | None = None
+    annotation: str | None = None
+    command: str = ""
+    model_options: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self):
+        if not self.outputs:
+            raise ConfigError("no output given", "pass -o OUT.parquet (or .vcf.gz / .tsv)")
+        if self.chunk_size < 1 or self.batch_size < 1:
+            raise ConfigError("--chunk-size and --batch-size must be at least 1")
+        if self.models and self.fasta is None:
+            raise ConfigError("scoring with a model needs the reference FASTA",
+                              "pass -f REF.fa (lookup-only runs with no -m need none)")
+        paths = [o.path for o in self.outputs]
+        if len(set(paths)) != len(paths):
+            raise ConfigError("the same output path is given twice")
+        if self.input != "-" and any(os.path.abspath(p) == os.path.abspath(self.input) for p in paths):
+            raise ConfigError("the output would overwrite the input", "choose another -o path")

@@ -1,0 +1,1 @@
+"""The streaming run: read -> normalize -> score -> look up -> write, chunk by chunk."""

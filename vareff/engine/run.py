@@ -1,0 +1,271 @@
+"""One scoring run, chunk by chunk: the orchestration behind ``vareff score`` and the API.
+
+Chunks are fixed runs of ``chunk_size`` input records, so a resumed run cuts the
+input exactly as the interrupted one did and yields the same rows.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import torch
+
+from vareff import __version__
+from vareff.config import RunConfig
+from vareff.errors import SCORABLE, MalformedRecordError, Status
+from vareff.normalize.alleles import AlleleRows, Record, split_records
+from vareff.read.vcf import Region, VcfReader, is_malformed
+from vareff.score.base import InfoField, Scorer
+from vareff.score.registry import make_scorer
+from vareff.window.genome import ContigSlice, Genome
+from vareff.engine.progress import Progress
+from vareff.write.parts import PartStore
+from vareff.write.vcf import STATUS_FIELD, prepare_header, record_lines
+
+log = logging.getLogger("vareff")
+
+KEY_SCHEMA = pa.schema([
+    ("chrom", pa.string()), ("pos", pa.int64()), ("id", pa.string()), ("ref", pa.string()), ("alt", pa.string()),
+    ("allele_index", pa.int32()), ("variant_type", pa.string()), ("status", pa.string()),
+    ("norm_pos", pa.int64()), ("norm_ref", pa.string()), ("norm_alt", pa.string()),
+])
+
+
+@dataclass
+class RunSummary:
+    """What a finished run did: counts per status, throughput, outputs written."""
+
+    records: int = 0
+    alleles: int = 0
+    seconds: float = 0.0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def alleles_per_second(self) -> float:
+        return self.alleles / self.seconds if self.seconds else 0.0
+
+    def __str__(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.status_counts.items(), key=lambda kv: -kv[1]))
+        return (f"{self.records} records, {self.alleles} alleles in {self.seconds:.1f} s "
+                f"({self.alleles_per_second:.1f} alleles/s); status: {counts or 'none'}")
+
+
+class _Warnings:
+    """At most ``cap`` warnings per reason, then one 'suppressing' line (counts go to the summary)."""
+
+    def __init__(self, cap: int = 10):
+        self.cap, self.seen = cap, Counter()
+
+    def __call__(self, reason: str, msg: str, *args) -> None:
+        self.seen[reason] += 1
+        if self.seen[reason] <= self.cap:
+            log.warning(msg, *args)
+        elif self.seen[reason] == self.cap + 1:
+            log.warning("further %s warnings suppressed; see the summary", reason)
+
+
+def output_schema(scorers: list[Scorer], extra: pa.Schema | None = None) -> pa.Schema:
+    fields = list(KEY_SCHEMA)
+    for s in scorers:
+        fields.append(pa.field(f"{s.name}_status", pa.string()))
+        fields.extend(s.schema())
+    if extra is not None:
+        fields.extend(extra)
+    return pa.schema(fields)
+
+
+def combine_status(input_status: list[str], model_status: list[list[str | None]]) -> tuple[list[str], list[list[str]]]:
+    """Overall status per allele, and each model's own: input reason > first model reason > edge flag > ok."""
+    overall, per_model = [], [[] for _ in model_status]
+    for i, st in enumerate(input_status):
+        flags = []
+        for m, ms in enumerate(model_status):
+            s = st if st not in SCORABLE else (ms[i] or st)
+            per_model[m].append(s)
+            flags.append(s)
+        if st not in SCORABLE:
+            overall.append(st)
+            continue
+        bad = [f for f in flags if f not in SCORABLE]
+        edge = any(f == Status.NEAR_CONTIG_EDGE.value for f in flags) or st == Status.NEAR_CONTIG_EDGE.value
+        overall.append(bad[0] if bad else (Status.NEAR_CONTIG_EDGE.value if edge else Status.OK.value))
+    return overall, per_model
+
+
+def _fingerprint(cfg: RunConfig, scorers: list[Scorer]) -> str:
+    st = os.stat(cfg.input) if cfg.input != "-" else None
+    blob = {
+        "version": __version__,
+        "input": os.path.abspath(cfg.input) if cfg.input != "-" else "-",
+        "input_stat": [st.st_size, int(st.st_mtime)] if st else None,
+        "fasta": os.path.abspath(cfg.fasta) if cfg.fasta else None,
+        "outputs": [[o.path, o.format] for o in cfg.outputs],
+        "regions": cfg.regions, "contig_map": cfg.contig_map, "chunk_size": cfg.chunk_size,
+        "max_allele_length": cfg.max_allele_length, "skip_malformed": cfg.skip_malformed,
+        "models": [s.provenance() for s in scorers],
+        "alphamissense": cfg.alphamissense, "annotation": cfg.annotation, "am_transcript": cfg.am_transcript,
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _to_record(v, where: str, skip_malformed: bool, warn: _Warnings) -> Record:
+    if is_malformed(v):
+        text = str(v).split("\t", 1)[0][:120]
+        if not skip_malformed:
+            raise MalformedRecordError(
+                f"{where}: malformed VCF record (htslib could not parse REF/ALT): {text!r}",
+                "VCF fields must be tab-separated; fix the line, or pass --skip-malformed to keep going "
+                "(the record gets status malformed_record)",
+            )
+        warn("malformed_record", "%s: malformed VCF record skipped: %r", where, text)
+        return Record(chrom=v.CHROM, pos1=0, id=None, ref="", alts=(), malformed=True)
+    return Record(chrom=v.CHROM, pos1=v.POS, id=v.ID, ref=v.REF, alts=tuple(v.ALT))
+
+
+class Pipeline:
+    """Normalize -> score -> (look up) one chunk of records; shared by ``score_vcf`` and ``score_variants``."""
+
+    def __init__(self, cfg: RunConfig, scorers: list[Scorer], genome: Genome | None, lookups=None):
+        self.cfg, self.scorers, self.genome = cfg, scorers, genome
+        self.lookups = lookups or []
+        extra = [f for lk in self.lookups for f in lk.schema()]
+        meta = {"version": __version__, "command": cfg.command, "models": [s.provenance() for s in scorers],
+                "lookups": [lk.provenance() for lk in self.lookups]}
+        self.schema = output_schema(scorers, pa.schema(extra) if extra else None).with_metadata(
+            {"vareff": json.dumps(meta)})
+        self.warn = _Warnings()
+
+    def process(self, records: list[Record]) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
+        rows = split_records(records, self.genome, self.cfg.max_allele_length)
+        batch = rows.batch()
+        model_status, model_cols, model_info = [], [], []
+        for s in self.scorers:
+            try:
+                res = s.score(batch, self.genome)
+                model_status.append(res.status)
+                model_cols.append(res.columns)
+                model_info.append(res.info)
+            except Exception as e:  # a backend failure must not lose the run
+                log.exception("model %s failed on a chunk (%s:%s..): %s", s.name,
+                              rows.chrom[0] if len(rows) else "?", rows.pos[0] if len(rows) else "?", e)
+                model_status.append([Status.MODEL_ERROR.value if st in SCORABLE else None for st in batch.status])
+                model_cols.append({f.name: [None] * len(rows) for f in s.schema()})
+                model_info.append({})
+        overall, per_model = combine_status(rows.status, model_status)
+        cols: dict[str, object] = {
+            "chrom": rows.chrom, "pos": rows.pos, "id": rows.id, "ref": rows.ref, "alt": rows.alt,
+            "allele_index": rows.allele_index, "variant_type": rows.variant_type, "status": overall,
+            "norm_pos": rows.norm_pos, "norm_ref": rows.norm_ref, "norm_alt": rows.norm_alt,
+        }
+        for s, ps, mc in zip(self.scorers, per_model, model_cols):
+            cols[f"{s.name}_status"] = ps
+            for f in s.schema():
+                cols[f.name] = mc[f.name]
+        for lk in self.lookups:
+            cols.update(lk.annotate(rows, cols))
+        arrays = [pa.array(cols[f.name], type=f.type) for f in self.schema]
+        table = pa.Table.from_arrays(arrays, schema=self.schema)
+        rows.status = overall
+        return rows, table, model_info
+
+    def info_fields(self) -> list[InfoField]:
+        return [STATUS_FIELD] + [f for s in self.scorers for f in s.info_fields()]
+
+    def vcf_info(self, rows: AlleleRows, n_records: int, model_info: list[dict[str, list]]) -> list[dict[str, str | None]]:
+        """Per record, INFO id -> value text (Number=A lists in ALT order)."""
+        numbers = {f.id: f.number for f in self.info_fields()}
+        per_rec: list[dict[str, list]] = [dict() for _ in range(n_records)]
+        alt_less = [False] * n_records
+        for r, a in zip(rows.record, rows.alt):
+            alt_less[r] = a in (None, ".", "")
+        merged = {STATUS_FIELD.id: rows.status}
+        for mi in model_info:
+            merged.update(mi)
+        for fid, values in merged.items():
+            for i, r in enumerate(rows.record):
+                per_rec[r].setdefault(fid, []).append(values[i])
+        out = []
+        for i, d in enumerate(per_rec):
+            info = {}
+            for fid, vals in d.items():
+                if numbers.get(fid, "A") == "A":
+                    if alt_less[i]:
+                        continue  # a record without ALT has no Number=A values
+                    info[fid] = None if all(v is None for v in vals) else ",".join("." if v is None else str(v) for v in vals)
+                else:
+                    kept = [str(v) for v in vals if v is not None]
+                    info[fid] = ",".join(kept) if kept else None
+            out.append(info)
+        return out
+
+
+def open_genome(cfg: RunConfig) -> Genome | None:
+    if cfg.fasta is None:
+        return None
+    return Genome(cfg.fasta, contig_map=[ContigSlice.parse(x) for x in cfg.contig_map])
+
+
+def build_scorers(cfg: RunConfig) -> list[Scorer]:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return [make_scorer(m, cfg) for m in cfg.models]
+
+
+def build_lookups(cfg: RunConfig) -> list:
+    from vareff.engine.lookups import make_lookups
+
+    return make_lookups(cfg)
+
+
+def run(cfg: RunConfig) -> RunSummary:
+    """Score ``cfg.input`` into every ``cfg.outputs`` (see module doc)."""
+    genome = open_genome(cfg)
+    scorers = build_scorers(cfg)
+    pipe = Pipeline(cfg, scorers, genome, build_lookups(cfg))
+    reader = VcfReader(cfg.input, regions=[Region.parse(r) for r in cfg.regions], threads=cfg.threads or 1)
+    want_vcf = any(o.format == "vcf" for o in cfg.outputs)
+    header = prepare_header(reader.vcf, pipe.info_fields(), cfg.command) if want_vcf else None
+    store = PartStore(cfg.outputs, _fingerprint(cfg, scorers), cfg.resume)
+    progress = Progress(cfg.progress)
+    k, chunk = 0, []
+
+    def flush(chunk):
+        nonlocal k
+        if k < store.chunks_done:
+            k += 1
+            return
+        records = [_to_record(v, w, cfg.skip_malformed, pipe.warn) for v, w in chunk]
+        rows, table, model_info = pipe.process(records)
+        vcf_text = None
+        if want_vcf:
+            infos = pipe.vcf_info(rows, len(records), model_info)
+            variants = [None if r.malformed else v for (v, _), r in zip(chunk, records)]
+            vcf_text = "".join(record_lines(variants, infos))
+        counts = Counter(rows.status)
+        store.write_chunk(k, table, vcf_text, len(records), dict(counts))
+        last = records[-1]
+        progress.update(len(records), len(rows), f"{last.chrom}:{last.pos1}")
+        k += 1
+
+    try:
+        for item in reader:
+            chunk.append(item)
+            if len(chunk) == cfg.chunk_size:
+                flush(chunk)
+                chunk = []
+        if chunk:
+            flush(chunk)
+    finally:
+        reader.close()
+    store.finalize(pipe.schema, header)
+    counts = {k_: int(v) for k_, v in store.state["status_counts"].items()}
+    summary = RunSummary(records=int(store.state["records"]), alleles=sum(counts.values()),
+                         seconds=progress.seconds, status_counts=counts,
+                         outputs=tuple(o.path for o in cfg.outputs))
+    return summary

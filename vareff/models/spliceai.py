@@ -1,0 +1,356 @@
+"""SpliceAI-10k in native PyTorch, built from the published Keras ``.h5`` files.
+
+The five models of the ``spliceai`` wheel are read with h5py only (keras and
+tensorflow are never imported).  Each file's ``model_config`` graph is walked
+and checked against the layer kinds SpliceAI uses (Conv1D, BatchNormalization,
+ReLU, Add, Cropping1D, softmax Conv1D), so a file with another topology is
+rejected rather than silently mis-read.
+
+Execution differs from Keras in one respect only: convolutions are *valid*
+(no padding) and residual inputs are cropped to match, so a forward pass on an
+input of length ``L`` returns the ``L - 2*context`` central outputs.  Those are
+exactly the outputs Keras computes from the same input with ``same`` padding
+and its final ``Cropping1D(context)``, because the receptive field of each kept
+output never reaches the padding (``context`` = 5000 = the receptive field).
+
+Input: one-hot ``(B, 4, L)`` in the order A, C, G, T (N = all zeros).
+Output: ``(B, 3, L - 2*context)`` softmax over (neither, acceptor, donor).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vareff.errors import CheckpointError, MissingDependencyError
+
+WHEEL_HINT = "install the weights with: pip install --no-deps spliceai==1.3.1 (or pass --spliceai-weights DIR)"
+
+
+@dataclass(frozen=True)
+class _Node:
+    kind: str  # conv | bn | relu | add | crop | input
+    name: str
+    inputs: tuple[str, ...]
+    params: dict
+
+
+def _parse_graph(cfg: dict) -> list[_Node]:
+    """Keras functional config -> list of nodes in file order (which is topological)."""
+    nodes = []
+    for layer in cfg["config"]["layers"]:
+        cls, name, c = layer["class_name"], layer["config"]["name"], layer["config"]
+        ins = tuple(n[0] for nodes_ in layer["inbound_nodes"] for n in nodes_)
+        if cls == "InputLayer":
+            nodes.append(_Node("input", name, ins, {}))
+        elif cls == "Conv1D":
+            if c.get("strides", [1]) != [1]:
+                raise CheckpointError(f"SpliceAI layer {name}: strided convolution is not supported")
+            act = c["activation"]
+            if act not in ("linear", "softmax"):
+                raise CheckpointError(f"SpliceAI layer {name}: unexpected activation {act!r}")
+            nodes.append(_Node("conv", name, ins, dict(
+                k=c["kernel_size"][0], dil=c["dilation_rate"][0], padding=c["padding"], softmax=act == "softmax")))
+        elif cls == "BatchNormalization":
+            nodes.append(_Node("bn", name, ins, dict(eps=float(c["epsilon"]))))
+        elif cls == "Activation":
+            if c["activation"] != "relu":
+                raise CheckpointError(f"SpliceAI layer {name}: unexpected activation {c['activation']!r}")
+            nodes.append(_Node("relu", name, ins, {}))
+        elif cls == "Add":
+            nodes.append(_Node("add", name, ins, {}))
+        elif cls == "Cropping1D":
+            a, b = c["cropping"]
+            nodes.append(_Node("crop", name, ins, dict(left=a, right=b)))
+        else:
+            raise CheckpointError(f"SpliceAI file has an unsupported layer {cls} ({name})", WHEEL_HINT)
+    return nodes
+
+
+class SpliceAIModel(nn.Module):
+    """One SpliceAI network executed as its Keras graph, with valid convolutions."""
+
+    def __init__(self, nodes: list[_Node], weights: dict[str, dict[str, np.ndarray]]):
+        super().__init__()
+        self.nodes = nodes
+        self.convs = nn.ModuleDict()
+        for n in nodes:
+            if n.kind == "conv":
+                w = weights[n.name]
+                kernel = torch.from_numpy(np.ascontiguousarray(w["kernel"].transpose(2, 1, 0)))  # (out, in, k)
+                conv = nn.Conv1d(kernel.shape[1], kernel.shape[0], kernel.shape[2], dilation=n.params["dil"])
+                conv.weight.data.copy_(kernel)
+                conv.bias.data.copy_(torch.from_numpy(w["bias"]))
+                self.convs[n.name] = conv
+            elif n.kind == "bn":
+                w = weights[n.name]
+                scale = w["gamma"] / np.sqrt(w["moving_variance"] + n.params["eps"])
+                shift = w["beta"] - w["moving_mean"] * scale
+                self.register_buffer(f"bn_scale_{n.name}", torch.from_numpy(scale.astype(np.float32))[:, None])
+                self.register_buffer(f"bn_shift_{n.name}", torch.from_numpy(shift.astype(np.float32))[:, None])
+        self.context = self._check_context()
+        # free each intermediate after its last use (the graph has ~125 nodes of (B, 32, L) floats)
+        last_use: dict[str, int] = {}
+        for j, n in enumerate(nodes):
+            for i in n.inputs:
+                last_use[i] = j
+        self._free_after = [[i for i in dict.fromkeys(n.inputs) if last_use[i] == j] for j, n in enumerate(nodes)]
+
+    def _check_context(self) -> int:
+        """Receptive-field half-width; must equal the final cropping for valid execution."""
+        trim: dict[str, int] = {}
+        crop = 0
+        for n in self.nodes:
+            if n.kind == "input":
+                trim[n.name] = 0
+            elif n.kind == "conv":
+                t = trim[n.inputs[0]] + (n.params["k"] - 1) // 2 * n.params["dil"]
+                if n.params["k"] % 2 == 0:
+                    raise CheckpointError(f"SpliceAI layer {n.name}: even kernel width is not supported")
+                trim[n.name] = t
+            elif n.kind == "add":
+                trim[n.name] = max(trim[i] for i in n.inputs)
+            elif n.kind == "crop":
+                if n.params["left"] != n.params["right"]:
+                    raise CheckpointError("SpliceAI cropping must be symmetric")
+                crop = n.params["left"]
+                if trim[n.inputs[0]] > crop:
+                    raise CheckpointError("SpliceAI receptive field exceeds its cropping")
+                trim[n.name] = crop
+            else:
+                trim[n.name] = trim[n.inputs[0]]
+        self._trim = trim
+        return crop
+
+    def _node(self, n: _Node, xs: list[torch.Tensor]) -> torch.Tensor:
+        """One node on already-aligned inputs (for ``add``: inputs cropped to the same span)."""
+        if n.kind == "conv":
+            y = self.convs[n.name](xs[0])
+            return torch.softmax(y, dim=1) if n.params["softmax"] else y
+        if n.kind == "bn":
+            return xs[0] * getattr(self, f"bn_scale_{n.name}") + getattr(self, f"bn_shift_{n.name}")
+        if n.kind == "relu":
+            return F.relu(xs[0])
+        if n.kind == "add":
+            acc = xs[0]
+            for v in xs[1:]:
+                acc = acc + v
+            return acc
+        raise AssertionError(n.kind)
+
+    def forward(self, x: torch.Tensor, stash: "list[_StashRequest] | None" = None) -> torch.Tensor:
+        """Valid pass: (B, 4, L) -> (B, 3, L - 2*context).
+
+        ``stash``: optional requests to copy reference activations of given windows
+        (for :meth:`forward_cone`); filled in place.
+        """
+        vals: dict[str, torch.Tensor] = {}
+        trim = self._trim
+        out = None
+        for j, n in enumerate(self.nodes):
+            if n.kind == "input":
+                v = x
+            elif n.kind == "crop":
+                c = trim[n.name] - trim[n.inputs[0]]
+                v = vals[n.inputs[0]]
+                v = v if c == 0 else v[..., c:v.shape[-1] - c]
+            else:
+                t = trim[n.name]
+                xs = []
+                for i in n.inputs:
+                    c = t - trim[i] if n.kind == "add" else 0
+                    xs.append(vals[i] if c == 0 else vals[i][..., c:vals[i].shape[-1] - c])
+                v = self._node(n, xs)
+            vals[n.name] = out = v
+            for req in stash or ():
+                r = req.geom.read.get(n.name)
+                if r is not None:
+                    t = trim[n.name]
+                    req.values[n.name] = torch.stack(
+                        [v[b, :, o + r[0] - t: o + r[1] - t] for b, o in req.sites])  # (S, C, w)
+            for i in self._free_after[j]:
+                del vals[i]
+        return out
+
+    def cone_geometry(self, W: int, v0: int, v1: int) -> "ConeGeometry":
+        """Which positions of each node an alt differing on window positions [v0, v1) changes."""
+        cone: dict[str, tuple[int, int]] = {}
+        need: dict[str, list[tuple[int, int]]] = {}
+        for n in self.nodes:
+            t = self._trim[n.name]
+            if n.kind == "input":
+                cone[n.name] = (v0, v1)
+                continue
+            ins = [cone[i] for i in n.inputs]
+            lo, hi = min(c[0] for c in ins), max(c[1] for c in ins)
+            if n.kind == "conv":
+                h = (n.params["k"] - 1) // 2 * n.params["dil"]
+                lo, hi = lo - h, hi + h
+            lo, hi = max(lo, t), min(hi, W - t)
+            cone[n.name] = (lo, hi)
+            if n.kind == "conv":
+                need.setdefault(n.inputs[0], []).append((lo - h, hi + h))
+            elif n.kind == "add":
+                for i in n.inputs:
+                    need.setdefault(i, []).append((lo, hi))
+        read = {}
+        for m, rs in need.items():
+            lo, hi = min(r[0] for r in rs), max(r[1] for r in rs)
+            if not (cone[m][0] <= lo and hi <= cone[m][1]):
+                read[m] = (lo, hi)
+        return ConeGeometry(W, v0, v1, cone, read)
+
+    def forward_cone(self, alt: torch.Tensor, ref: dict[str, torch.Tensor], geom: "ConeGeometry") -> torch.Tensor:
+        """Alt outputs from only the activations the alt changes.
+
+        ``alt``: (B, 4, v1 - v0) one-hot alt bases; ``ref``: node -> (B, C, w) reference
+        activations over ``geom.read[node]``.  Returns (B, 3, W - 2*context), equal to a
+        valid pass over the whole alt window.
+        """
+        vals: dict[str, torch.Tensor] = {}
+        cone, read = geom.cone, geom.read
+        out = None
+
+        def take(m: str, lo: int, hi: int) -> torch.Tensor:
+            c_lo, c_hi = cone[m]
+            if c_lo <= lo and hi <= c_hi:
+                return vals[m][..., lo - c_lo: hi - c_lo]
+            r_lo = read[m][0]
+            x = ref[m][..., lo - r_lo: hi - r_lo].clone()
+            a, b = max(lo, c_lo), min(hi, c_hi)
+            if a < b:
+                x[..., a - lo: b - lo] = vals[m][..., a - c_lo: b - c_lo]
+            return x
+
+        for j, n in enumerate(self.nodes):
+            lo, hi = cone[n.name]
+            if n.kind == "input":
+                v = alt
+            elif n.kind == "crop":
+                v = take(n.inputs[0], lo, hi)
+            elif n.kind == "conv":
+                h = (n.params["k"] - 1) // 2 * n.params["dil"]
+                v = self._node(n, [take(n.inputs[0], lo - h, hi + h)])
+            elif n.kind == "add":
+                v = self._node(n, [take(i, lo, hi) for i in n.inputs])
+            else:
+                v = self._node(n, [take(n.inputs[0], lo, hi)])
+            vals[n.name] = out = v
+            for i in self._free_after[j]:
+                del vals[i]
+        return out
+
+
+@dataclass
+class ConeGeometry:
+    """Per node: ``cone`` = window span whose values the alt changes (and that is computed);
+    ``read`` = span of reference values the cone computation reads, for nodes that need them."""
+
+    W: int
+    v0: int
+    v1: int
+    cone: dict[str, tuple[int, int]]
+    read: dict[str, tuple[int, int]]
+
+
+@dataclass
+class _StashRequest:
+    """Copy reference activations over ``geom.read`` for windows at ``sites`` = [(batch row, offset)]."""
+
+    geom: ConeGeometry
+    sites: list[tuple[int, int]]
+    values: dict[str, torch.Tensor]
+
+
+class SpliceAIEnsemble(nn.Module):
+    """The mean of the five published models' outputs, as the official scorer computes it."""
+
+    def __init__(self, models: list[SpliceAIModel], checksums: list[str]):
+        super().__init__()
+        self.members = nn.ModuleList(models)
+        self.checksums = checksums
+        ctx = {m.context for m in models}
+        if len(ctx) != 1:
+            raise CheckpointError("SpliceAI models disagree on their context width")
+        self.context = ctx.pop()
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        acc = None
+        for m in self.members:
+            y = m(x).float()
+            acc = y if acc is None else acc + y
+        return acc / len(self.members)
+
+
+def wheel_weights_dir() -> Path:
+    """The ``models/`` folder of the installed ``spliceai`` wheel (found without importing it)."""
+    spec = importlib.util.find_spec("spliceai")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError("SpliceAI's published weights are not installed", WHEEL_HINT)
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+def _read_h5(path: Path) -> tuple[list[_Node], dict[str, dict[str, np.ndarray]]]:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            cfg = f.attrs["model_config"]
+            cfg = json.loads(cfg.decode() if isinstance(cfg, bytes) else cfg)
+            mw = f["model_weights"] if "model_weights" in f else f
+            weights: dict[str, dict[str, np.ndarray]] = {}
+            for lname in mw:
+                grp = mw[lname]
+                arrays: dict[str, np.ndarray] = {}
+
+                def visit(name, obj, arrays=arrays):
+                    if isinstance(obj, h5py.Dataset):
+                        arrays[name.rsplit("/", 1)[-1].split(":")[0]] = obj[()]
+
+                grp.visititems(visit)
+                if arrays:
+                    weights[lname] = arrays
+    except (OSError, KeyError, ValueError) as e:
+        raise CheckpointError(f"cannot read SpliceAI weights {str(path)!r}: {e}", WHEEL_HINT) from None
+    nodes = _parse_graph(cfg)
+    for n in nodes:
+        need = {"conv": {"kernel", "bias"}, "bn": {"gamma", "beta", "moving_mean", "moving_variance"}}.get(n.kind)
+        if need and not need <= set(weights.get(n.name, {})):
+            raise CheckpointError(f"{path.name}: layer {n.name} lacks weights {sorted(need - set(weights.get(n.name, {})))}")
+    return nodes, weights
+
+
+def load_spliceai(weights_dir: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
+                  dtype: torch.dtype = torch.float32) -> SpliceAIEnsemble:
+    """Load ``spliceai1.h5`` … ``spliceai5.h5`` (default: from the installed wheel) as one ensemble.
+
+    Loaded ensembles are cached per (folder, device, dtype) for repeated API calls.
+    """
+    d = Path(weights_dir) if weights_dir else wheel_weights_dir()
+    return _load_cached(str(d.resolve()), str(device), dtype)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(folder: str, device: str, dtype: torch.dtype) -> SpliceAIEnsemble:
+    d = Path(folder)
+    paths = [d / f"spliceai{i}.h5" for i in range(1, 6)]
+    missing = [p.name for p in paths if not p.exists()]
+    if missing:
+        raise CheckpointError(f"SpliceAI weights folder {str(d)!r} lacks {', '.join(missing)}", WHEEL_HINT)
+    models, sums = [], []
+    for p in paths:
+        nodes, weights = _read_h5(p)
+        models.append(SpliceAIModel(nodes, weights))
+        sums.append(hashlib.sha256(p.read_bytes()).hexdigest()[:16])
+    ens = SpliceAIEnsemble(models, sums).eval()
+    return ens.to(device=device, dtype=dtype)

@@ -1,0 +1,1 @@
+"""Stage 1: stream VCF/VCF.gz/BCF records (cyvcf2), optionally restricted to regions."""

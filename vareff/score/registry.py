@@ -1,0 +1,84 @@
+"""Model names and checkpoint directories -> backends (:class:`~vareff.score.base.Scorer`)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from vareff.config import RunConfig
+from vareff.errors import ConfigError
+from vareff.score.base import Scorer
+
+#: bundled backends: name -> one-line description (shown by `vareff models`)
+BUILTIN = {
+    "spliceai": "SpliceAI-10k splice-site model (Jaganathan et al. 2019): DS/DP acceptor/donor gain/loss "
+                "per gene; weights from the `spliceai` wheel (CC BY-NC 4.0); options --spliceai-*",
+}
+
+#: checkpoint families recognised from a local directory's config.json
+CHECKPOINT_FAMILIES = {
+    "bert": "GROVER-style BERT masked LM (PoetschLab/GROVER layout): grover_* scores",
+    "esm": "Nucleotide Transformer v1/v2 masked LM, or SegmentNT (architectures: SegmentNT): nt_*/segmentnt_* scores",
+}
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is available here", "use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"--device {device!r} is not known", "use auto, cpu or cuda[:N]")
+    return device
+
+
+def resolve_dtype(dtype: str | None, default: torch.dtype = torch.float32) -> torch.dtype:
+    if dtype is None:
+        return default
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ConfigError(f"--dtype {dtype!r} is not known", "use float32, bfloat16 or float16")
+    return table[dtype]
+
+
+def make_scorer(spec: str, cfg: RunConfig) -> Scorer:
+    """Build the backend for ``-m spec``: a bundled name or a local checkpoint directory."""
+    device = resolve_device(cfg.device)
+    if spec == "spliceai":
+        from vareff.score.spliceai import SpliceAIOptions, SpliceAIScorer
+
+        opts = SpliceAIOptions(distance=cfg.spliceai_distance, mask=cfg.spliceai_mask,
+                               annotation=cfg.spliceai_annotation, weights=cfg.spliceai_weights,
+                               batch_size=cfg.batch_size)
+        return SpliceAIScorer(opts, device=device, dtype=resolve_dtype(cfg.dtype))
+    path = Path(spec)
+    if path.is_dir():
+        cfg_file = path / "config.json"
+        if not cfg_file.exists():
+            raise ConfigError(f"-m {spec}: the directory has no config.json",
+                              "point -m at a Hugging Face checkpoint directory (config.json + weights)")
+        meta = json.loads(cfg_file.read_text())
+        family = meta.get("model_type")
+        if family == "bert":
+            from vareff.score.grover import make_scorer as make_grover
+
+            return make_grover(str(path), device=device, dtype=None if cfg.dtype is None else resolve_dtype(cfg.dtype),
+                               batch_size=cfg.batch_size, options=cfg.model_options)
+        if family == "esm":
+            try:
+                from vareff.score.nt import make_scorer as make_nt
+            except ImportError:
+                raise ConfigError(f"-m {spec}: Nucleotide Transformer / SegmentNT checkpoints are not supported yet") from None
+            return make_nt(str(path), device=device, dtype=None if cfg.dtype is None else resolve_dtype(cfg.dtype),
+                           batch_size=cfg.batch_size, options=cfg.model_options)
+        raise ConfigError(f"-m {spec}: model_type {family!r} in config.json is not a supported family",
+                          f"supported: {', '.join(CHECKPOINT_FAMILIES)}")
+    if os.sep in spec or spec.startswith("."):
+        raise ConfigError(f"-m {spec}: no such directory", "give a bundled model name or a checkpoint directory")
+    if "/" in spec:
+        raise ConfigError(f"-m {spec}: hub ids are resolved only from a local copy",
+                          "download the checkpoint on a connected machine and pass its directory")
+    raise ConfigError(f"-m {spec}: unknown model", f"bundled models: {', '.join(BUILTIN)}; or a checkpoint directory")
