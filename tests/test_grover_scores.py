@@ -1,0 +1,253 @@
+"""GroverScorer.score on the real GRCh38 BRCA1 slice, recomputed independently with transformers.
+
+The reference side uses ``transformers.BertForMaskedLM`` + its fast tokenizer (offsets from
+``return_offsets_mapping``), pysam for the sequence, and plain Python loops over the vocabulary for
+the base marginals, i.e. none of vareff's model, tokenizer or scoring code.  Tolerance 1e-4 (fp32).
+"""
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pysam
+import pytest
+import torch
+
+from grover_fixtures import make_checkpoint
+from vareff.score.base import AlleleBatch
+from vareff.score.grover import GroverOptions, make_scorer, window_for
+from vareff.window.genome import ContigSlice, Genome
+
+BRCA1_FA = "grch38/brca1_region/chr17_42425000_43600000.fwd.fa"
+CONTIG = "chr17_42425000_43600000"
+OFFSET0 = 42_424_999  # genomic 0-based = slice 0-based + OFFSET0
+WINDOW, STRIDE = 600, 300
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("grover_scores")
+    hf_model, hf_tok = make_checkpoint(d, vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       intermediate_size=48, seed=4, weight_std=0.12)
+    return d, hf_model, hf_tok
+
+
+@pytest.fixture(scope="module")
+def genome(shared_data):
+    return Genome(shared_data / BRCA1_FA, [ContigSlice("chr17", CONTIG, OFFSET0)])
+
+
+def _batch(rows, status=None):
+    """rows: (chrom, pos1, ref, alt), already trimmed (norm = vcf form)."""
+    n = len(rows)
+    return AlleleBatch(
+        chrom=[r[0] for r in rows], pos1=np.array([r[1] for r in rows], dtype=np.int64),
+        ref=[r[2] for r in rows], alt=[r[3] for r in rows],
+        norm_pos1=np.array([r[1] for r in rows], dtype=np.int64), norm_ref=[r[2] for r in rows],
+        norm_alt=[r[3] for r in rows], variant_type=["x"] * n, status=status or ["ok"] * n,
+    )
+
+
+# --------------------------------------------------------------------------- independent reference
+
+
+class Reference:
+    """The score definitions of docs/grover.md computed with transformers, pysam and Python loops."""
+
+    def __init__(self, fasta, hf_model, hf_tok):
+        self.fa = pysam.FastaFile(str(fasta))
+        self.model, self.tok = hf_model, hf_tok
+        self.special = set(hf_tok.all_special_ids)
+        self.strings = {i: t for t, i in hf_tok.get_vocab().items() if i not in self.special}
+
+    def window(self, pos0, ref_len):
+        t = math.floor((pos0 + ref_len / 2 - WINDOW / 2) / STRIDE + 0.5)
+        start = t * STRIDE
+        if min(pos0 - start, start + WINDOW - pos0 - ref_len) < 100:
+            start = math.floor(pos0 + ref_len / 2 - WINDOW / 2)
+        lo, hi = OFFSET0, OFFSET0 + self.fa.get_reference_length(CONTIG)
+        return max(start, lo), min(start + WINDOW, hi)
+
+    def encode(self, seq):
+        e = self.tok(seq, return_offsets_mapping=True)
+        spans = [None if i in self.special else tuple(o) for i, o in zip(e["input_ids"], e["offset_mapping"])]
+        return list(e["input_ids"]), spans
+
+    @torch.no_grad()
+    def run(self, ids, masked=()):
+        x = torch.tensor([ids])
+        for k in masked:
+            x[0, k] = self.tok.mask_token_id
+        out = self.model(input_ids=x, output_hidden_states=True)
+        return out.hidden_states[-1][0].double(), torch.log_softmax(out.logits[0].double(), -1)
+
+    def embedding(self, ids):
+        h, _ = self.run(ids)
+        keep = [i for i, t in enumerate(ids) if t not in self.special]
+        return h[keep].mean(0)
+
+    def score(self, pos1, ref, alt):
+        pos0 = pos1 - 1
+        ws, we = self.window(pos0, len(ref))
+        wseq = self.fa.fetch(CONTIG, ws - OFFSET0, we - OFFSET0).upper()
+        s = pos0 - ws
+        assert wseq[s:s + len(ref)] == ref
+        aseq = wseq[:s] + alt + wseq[s + len(ref):]
+        rids, rsp = self.encode(wseq)
+        aids, asp = self.encode(aseq)
+        if len(ref) == len(alt):
+            llr, n = 0.0, None
+            changed = [x for x in range(len(ref)) if ref[x] != alt[x]]
+            cover = [k for k, sp in enumerate(rsp) if sp and sp[0] < s + changed[-1] + 1 and sp[1] > s + changed[0]]
+            _, lp = self.run(rids, cover)
+            for x in changed:
+                k = next(k for k in cover if rsp[k][0] <= s + x < rsp[k][1])
+                o = s + x - rsp[k][0]
+                num, den = {b: 0.0 for b in "ACGT"}, 0.0
+                for v, string in self.strings.items():
+                    if len(string) > o:
+                        p = math.exp(lp[k, v].item())
+                        den += p
+                        num[string[o]] += p
+                llr += math.log(num[alt[x]] / den) - math.log(num[ref[x]] / den)
+            n = len(cover)
+        else:
+            delta = len(alt) - len(ref)
+            p = 0
+            while p < min(len(rids), len(aids)) and rids[p] == aids[p] and rsp[p] == asp[p]:
+                p += 1
+            q = 0
+            while q < min(len(rids), len(aids)) - p:
+                a, b = rsp[-1 - q], asp[-1 - q]
+                if rids[-1 - q] != aids[-1 - q] or (a is None) != (b is None) or (a and (a[0] + delta, a[1] + delta) != b):
+                    break
+                q += 1
+
+            def cover(sp, lo, hi):
+                if hi <= lo:
+                    lo, hi = lo - 1, lo + 1
+                ks = [k for k, x in enumerate(sp) if x and x[0] < hi and x[1] > lo]
+                return ks[0], ks[-1] + 1
+
+            cr, ca = cover(rsp, s, s + len(ref)), cover(asp, s, s + len(alt))
+            start = min(p, cr[0], ca[0])
+            tail = min(q, len(rids) - cr[1], len(aids) - ca[1])
+            rk, ak = range(start, len(rids) - tail), range(start, len(aids) - tail)
+            _, lpr = self.run(rids, rk)
+            _, lpa = self.run(aids, ak)
+            llr = sum(lpa[k, aids[k]].item() for k in ak) - sum(lpr[k, rids[k]].item() for k in rk)
+            n = len(rk)
+        er, ea = self.embedding(rids), self.embedding(aids)
+        cos = torch.nn.functional.cosine_similarity(er, ea, dim=0).item()
+        return {"grover_llr": llr, "grover_embedding_distance": 1 - cos,
+                "grover_embedding_l2": (er - ea).norm().item(), "grover_masked_tokens": n}
+
+
+def _s5_snvs(shared_data, n):
+    rows = []
+    with open(shared_data / "grch38/brca1_region/alphamissense_s5.chr17_42425000-43600000.csv") as fh:
+        for r in csv.DictReader(fh):
+            chrom, pos, ref, alt, _ = r["variant_id"].split("_")
+            rows.append((chrom, int(pos), ref, alt))
+    return rows[:: max(1, len(rows) // n)][:n]
+
+
+def test_scores_match_independent_transformers_recomputation(ckpt, genome, shared_data):
+    d, hf_model, hf_tok = ckpt
+    scorer = make_scorer(d, device="cpu", batch_size=5, options={"window": WINDOW, "stride": STRIDE})
+    fa = pysam.FastaFile(str(shared_data / BRCA1_FA))
+    base = lambda p1, n=1: fa.fetch(CONTIG, p1 - 1 - OFFSET0, p1 - 1 - OFFSET0 + n).upper()
+    rows = _s5_snvs(shared_data, 6)  # real ClinVar missense SNVs (AlphaMissense S5)
+    p = 43_094_500  # BRCA1 exon region: a site with all three alts, an MNV, an insertion, deletions
+    r = base(p)
+    rows += [("chr17", p, r, a) for a in "ACGT" if a != r]
+    rows += [("chr17", p + 7, base(p + 7, 3), "".join({"A": "C", "C": "G", "G": "T", "T": "A"}[c] for c in base(p + 7, 3)))]
+    rows += [("chr17", p + 20, "", "GATTACA"), ("chr17", p + 40, base(p + 40, 5), ""), ("chr17", p + 60, base(p + 60, 1), "")]
+    rows += [("chr17", p + 80, base(p + 80, 2), "T")]  # complex: 2 bp -> 1 bp
+    res = scorer.score(_batch(rows), genome)
+    assert res.status == [None] * len(rows)
+    ref = Reference(shared_data / BRCA1_FA, hf_model, hf_tok)
+    got = {k: v.to_pylist() for k, v in res.columns.items()}
+    llrs = []
+    for i, (_, p1, rr, aa) in enumerate(rows):
+        want = ref.score(p1, rr, aa)
+        for k, v in want.items():
+            assert got[k][i] == pytest.approx(v, abs=1e-4), (k, rows[i], got[k][i], v)
+        llrs.append(want["grover_llr"])
+    assert np.std(llrs) > 0.1  # the random model gives non-trivial, varied scores
+
+
+def test_one_masked_pass_per_site_for_all_alts_and_shared_ref(ckpt, genome):
+    d, _, _ = ckpt
+    scorer = make_scorer(d, device="cpu", options={"window": WINDOW, "stride": STRIDE})
+    p = 43_100_010
+    r = genome.fetch("chr17", p - 1, p)
+    rows = [("chr17", p, r, a) for a in "ACGT" if a != r]
+    res = scorer.score(_batch(rows), genome)
+    assert all(v is not None for v in res.columns["grover_llr"].to_pylist())
+    # 1 shared ref window + 1 masked pass for the site + 3 alt windows
+    assert scorer.stats["passes"] == 5
+    # a second site in the same grid window adds its masked pass and alt window only
+    scorer.stats["passes"] = 0
+    q = p + 40
+    rq = genome.fetch("chr17", q - 1, q)
+    scorer.score(_batch(rows + [("chr17", q, rq, "A" if rq != "A" else "C")]), genome)
+    assert window_for(p - 1, 1, scorer.opts) == window_for(q - 1, 1, scorer.opts)
+    assert scorer.stats["passes"] == 7
+
+
+def test_window_grid_keeps_flanks_and_is_deterministic():
+    o = GroverOptions(window=1000, stride=500, min_flank=100)
+    for pos0 in range(10_000, 12_000, 37):
+        for n in (1, 5, 200):
+            s, e = window_for(pos0, n, o)
+            assert e - s == 1000 and s % 500 == 0  # on the grid: shared by every allele of the cell
+            assert pos0 - s >= 150 and e - (pos0 + n) >= 150  # (window - stride)/2 - max_allele/2
+    centred = GroverOptions(window=1000, stride=1)
+    assert window_for(5000, 1, centred) == (4501, 5501)  # allele centre 5000.5 -> 499 | 500 flanks
+    assert window_for(5000, 2, centred) == (4501, 5501)
+    narrow = GroverOptions(window=300, stride=250, min_flank=100)  # grid flank would be < 100: centre instead
+    s, e = window_for(1000, 1, narrow)
+    assert min(1000 - s, e - 1001) >= 149
+
+
+def test_statuses(ckpt, genome, tmp_path):
+    d, _, _ = ckpt
+    scorer = make_scorer(d, device="cpu", options={"grover.window": WINDOW, "grover.stride": STRIDE, "max_allele": 10})
+    p = 43_100_500
+    r = genome.fetch("chr17", p - 1, p)
+    rows = [("chr17", p, r, "A" if r != "A" else "G"),  # ok
+            ("chr17", p, "A" if r != "A" else "G", r),  # REF does not match the FASTA
+            ("chr17", p, genome.fetch("chr17", p - 1, p + 11), ""),  # 12 bp > max_allele
+            ("chr17", p, r, "<DEL>"),  # already skipped upstream: left alone
+            ("chrZ", 100, "A", "C")]
+    res = scorer.score(_batch(rows, ["ok", "ok", "ok", "symbolic_allele", "ok"]), genome)
+    assert res.status == [None, "ref_mismatch", "allele_too_long", None, "contig_not_in_fasta"]
+    llr = res.columns["grover_llr"].to_pylist()
+    assert llr[0] is not None and llr[1:] == [None] * 4
+    assert res.info["GROVER_LLR"][0] == f"{llr[0]:.4f}" and res.info["GROVER_LLR"][1] is None
+
+    # GROVER's vocabulary has no N: an N inside the window -> n_in_window (not scored on [UNK]s)
+    fa = tmp_path / "n.fa"
+    seq = genome.fetch("chr17", p - 1000, p + 1000)
+    seq = seq[:1150] + "N" * 5 + seq[1155:]
+    fa.write_text(">x\n" + seq + "\n")
+    pysam.faidx(str(fa))
+    g2 = Genome(fa)
+    res = scorer.score(_batch([("x", 1001, seq[1000], "A" if seq[1000] != "A" else "C"),
+                               ("x", 101, seq[100], "A" if seq[100] != "A" else "C")]), g2)
+    assert res.status == ["n_in_window", None]  # the second allele's window ends before the N run
+
+
+def test_schema_info_and_provenance(ckpt):
+    d, _, _ = ckpt
+    scorer = make_scorer(d, device="cpu")
+    assert scorer.schema().names == ["grover_llr", "grover_embedding_distance", "grover_embedding_l2", "grover_masked_tokens"]
+    assert [f.id for f in scorer.info_fields()] == ["GROVER_LLR", "GROVER_EMB"]
+    prov = scorer.provenance()
+    assert prov["grover.weights"].startswith("sha256:") and "window=1000" in prov["grover.settings"]
+    from vareff.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown GROVER option"):
+        make_scorer(d, options={"grover.windw": 5})

@@ -1,0 +1,479 @@
+"""GROVER backend: masked-marginal LLR and embedding distance from a BERT masked LM over BPE tokens.
+
+Exact definitions (also in docs/grover.md).  Coordinates: window offsets are 0-based into the
+window string; an allele is its trimmed form (``norm_pos1``, ``norm_ref``, ``norm_alt``).
+
+Window
+    Reference windows of ``window`` nt (default 1000) are laid on a fixed genome-wide grid with
+    step ``stride`` (default 500): an allele uses the grid window whose centre is nearest the
+    allele's centre, so it keeps at least ``(window - stride)/2 - len/2`` nt of context on each
+    side (>= 150 nt with the defaults; the model card advises >= 100) and every allele of the same
+    grid cell shares one reference window.  If a flank would drop below ``min_flank`` the window is
+    centred on the allele instead.  Windows are clipped at the ends of the FASTA contig (no N
+    padding).  The alt window is the reference window with the allele applied (same start; an
+    indel changes its length).  Both are tokenized whole by the checkpoint's tokenizer, so
+    re-tokenization around the allele is exactly what the tokenizer does.
+
+``grover_llr`` for substitutions (SNV, MNV: ``len(ref) == len(alt)``)
+    Mask the reference-window tokens covering the changed bases (the "covering tokens"); one
+    forward pass; ``p_k`` = softmax of the MLM logits at masked slot ``k`` (ref-token span
+    ``[a_k, b_k)``).  For a base at window position ``x`` in slot ``k`` (offset ``o = x - a_k``),
+    the slot's base distribution is the marginal over nucleotide tokens reaching that offset::
+
+        q_x(c) = sum_{v: len(v) > o, v[o] = c} p_k(v)  /  sum_{v: len(v) > o} p_k(v)
+
+    and ``llr = sum over changed bases x of [log q_x(alt_x) - log q_x(ref_x)]``.  The masked input
+    holds no allele information, so one pass per site serves every alt with the same covering
+    tokens (all alts of an SNV site).  Null when no vocabulary token supports a base at that
+    offset (the marginal is 0).
+
+``grover_llr`` for indels and complex alleles (length change)
+    Tokenize ref and alt windows; the tokens outside the longest common token prefix and suffix
+    (widened to the tokens covering the allele in each) are the "differing tokens".  Mask them in
+    the ref window (one pass, shared by alts with the same masked range) and in the alt window
+    (one pass per alt); ``llr = sum log p(alt tokens | alt masked) - sum log p(ref tokens | ref masked)``
+    over the actual tokens.  Ref and alt may differ in token count; the score then also reflects
+    that count.
+
+``grover_embedding_distance`` / ``grover_embedding_l2``
+    Mean of the final hidden states over the non-special tokens of the unmasked ref window and of
+    the unmasked alt window; cosine distance ``1 - cos`` and Euclidean distance between the two
+    means.  The ref pass is shared by every allele of the window; identical alt windows are run once.
+
+``grover_masked_tokens``: number of masked reference tokens behind ``grover_llr``.
+
+Alleles with N in the window (GROVER's vocabulary has no N) get status ``n_in_window``; alleles
+longer than ``max_allele`` get ``allele_too_long``; windows over the model's position limit get
+``model_error`` (lower ``window``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from vareff.errors import SCORABLE, ConfigError, Status
+from vareff.score.base import AlleleBatch, InfoField, ScoreResult
+from vareff.window.genome import Genome
+
+log = logging.getLogger(__name__)
+
+__all__ = ["GroverOptions", "GroverScorer", "make_scorer", "base_marginals", "COLUMNS"]
+
+COLUMNS = (
+    ("grover_llr", pa.float64()),
+    ("grover_embedding_distance", pa.float64()),
+    ("grover_embedding_l2", pa.float64()),
+    ("grover_masked_tokens", pa.int32()),
+)
+_BASES = "ACGT"
+
+
+@dataclass(frozen=True)
+class GroverOptions:
+    """Settings of the GROVER backend (``--model-option grover.<name>=<value>``).
+
+    Parameters
+    ----------
+    window : int
+        Reference window length in nt (default 1000, about 200 GROVER tokens).
+    stride : int
+        Step of the genome-wide window grid (default 500).  ``stride=1`` centres every window on
+        its allele (no sharing of reference passes).
+    min_flank : int
+        Minimum context (nt) on each side of the allele; below it the window is centred instead.
+    max_allele : int
+        Longer ref/alt alleles get status ``allele_too_long`` (default 200).
+    """
+
+    window: int = 1000
+    stride: int = 500
+    min_flank: int = 100
+    max_allele: int = 200
+
+    @classmethod
+    def from_mapping(cls, options: dict[str, Any] | None) -> "GroverOptions":
+        kw = {}
+        names = {f for f in cls.__dataclass_fields__}
+        for k, v in (options or {}).items():
+            key = str(k)
+            for pre in ("grover.", "grover_", "grover-"):
+                if key.startswith(pre):
+                    key = key[len(pre):]
+                    break
+            else:
+                if "." in key:  # another model's option
+                    continue
+            key = key.replace("-", "_")
+            if key not in names:
+                if str(k).startswith("grover"):
+                    raise ConfigError(f"unknown GROVER option {k!r}", f"known: {', '.join(sorted(names))}")
+                continue
+            try:
+                kw[key] = int(v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"GROVER option {k}={v!r} is not an integer") from None
+        o = cls(**kw)
+        if o.window < 2 * o.min_flank + 1 or o.stride < 1 or o.max_allele < 1 or o.min_flank < 0:
+            raise ConfigError(
+                f"GROVER options window={o.window}, stride={o.stride}, min_flank={o.min_flank}, max_allele={o.max_allele} are inconsistent",
+                "need window > 2*min_flank, stride >= 1, max_allele >= 1",
+            )
+        return o
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def window_for(pos0: int, ref_len: int, opts: GroverOptions) -> tuple[int, int]:
+    """Genomic ``[start0, end0)`` of the reference window for an allele at ``[pos0, pos0+ref_len)``."""
+    L, S = opts.window, opts.stride
+    centre2 = 2 * pos0 + ref_len  # twice the allele centre (integer arithmetic)
+    t = math.floor((centre2 - L) / (2 * S) + 0.5)
+    start0 = t * S
+    left = pos0 - start0
+    right = start0 + L - (pos0 + ref_len)
+    if min(left, right) < opts.min_flank:
+        start0 = (centre2 - L) // 2
+    return start0, start0 + L
+
+
+def nucleotide_indicator(token_strings: list[str | None]) -> torch.Tensor:
+    """(V, Lmax, 4) float32: 1 where token v is a nucleotide token with base c at offset o."""
+    lmax = max((len(s) for s in token_strings if s), default=1)
+    ind = np.zeros((len(token_strings), lmax, 4), dtype=np.float32)
+    col = {b: i for i, b in enumerate(_BASES)}
+    for v, s in enumerate(token_strings):
+        if not s or "N" in s:
+            continue
+        for o, ch in enumerate(s):
+            ind[v, o, col[ch]] = 1.0
+    return torch.from_numpy(ind)
+
+
+def base_marginals(logprobs: torch.Tensor, indicator: torch.Tensor) -> torch.Tensor:
+    """Per-slot, per-offset base distributions ``q`` (n, Lmax, 4) float64 from slot log-probs (n, V).
+
+    ``q[k, o, c] = sum_{v: len(v)>o, v[o]=c} p_k(v) / sum_{v: len(v)>o} p_k(v)`` (NaN where no token reaches o).
+    """
+    p = logprobs.double().exp()  # (n, V)
+    num = torch.einsum("nv,vlc->nlc", p, indicator.double())  # (n, Lmax, 4)
+    den = num.sum(-1, keepdim=True)  # (n, Lmax, 1)
+    return num / den
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass
+class _Job:
+    """One forward pass: token ids, which slots are masked, what to read out."""
+
+    ids: np.ndarray
+    mask_from: int = 0  # masked token range [mask_from, mask_to); empty: unmasked pass
+    mask_to: int = 0
+    logprobs: torch.Tensor | None = None  # (n_masked, V) after the run
+    mean: torch.Tensor | None = None  # (C,) after an unmasked run
+    q: torch.Tensor | None = None  # (n_masked, Lmax, 4) base marginals, computed on first use
+
+
+@dataclass
+class _Allele:
+    row: int
+    ref_job: int  # unmasked ref pass
+    alt_job: int  # unmasked alt pass
+    masked_ref_job: int
+    masked_alt_job: int = -1  # indels only
+    kind: str = "sub"
+    # substitutions: (slot index in masked range, offset in token, ref base, alt base) per changed base
+    changes: list[tuple[int, int, str, str]] = field(default_factory=list)
+    ref_tokens: np.ndarray | None = None  # indels: actual masked token ids
+    alt_tokens: np.ndarray | None = None
+
+
+class GroverScorer:
+    """The GROVER backend (:class:`~vareff.score.base.Scorer`): columns ``grover_*``.
+
+    Parameters
+    ----------
+    model : vareff.models.load.LoadedModel
+        A loaded ``bert`` checkpoint (see :func:`vareff.models.load.load_model`).
+    batch_size : int
+        Sequences per forward pass; passes are sorted by token length so batches carry almost no padding.
+    options : GroverOptions, optional
+    """
+
+    name = "grover"
+
+    def __init__(self, model, *, batch_size: int = 16, options: GroverOptions | None = None):
+        tok = model.tokenizer
+        if tok.mask_id is None:
+            raise ConfigError(f"{tok.source} has no [MASK] token", "GROVER's masked-marginal score needs the mask token")
+        self.model = model
+        self.tok = tok
+        self.batch_size = max(1, int(batch_size))
+        self.opts = options or GroverOptions()
+        self.indicator = nucleotide_indicator(tok.token_strings)
+        self.takes_n = any(s and "N" in s for s in tok.token_strings)
+        self.max_tokens = model.config.max_position_embeddings
+        self.stats = {"alleles": 0, "passes": 0, "tokens": 0, "padded_tokens": 0}
+
+    # -- Scorer protocol ---------------------------------------------------------------------------
+    def schema(self) -> pa.Schema:
+        return pa.schema([pa.field(n, t, nullable=True) for n, t in COLUMNS])
+
+    def info_fields(self) -> list[InfoField]:
+        return [
+            InfoField("GROVER_LLR", "GROVER masked-marginal log-likelihood ratio alt vs ref (natural log)", "Float"),
+            InfoField("GROVER_EMB", "GROVER cosine distance between mean final embeddings of ref and alt windows", "Float"),
+        ]
+
+    def provenance(self) -> dict[str, str]:
+        o = self.opts
+        return {
+            "grover.checkpoint": str(self.model.name),
+            "grover.weights": self.model.checksum(),
+            "grover.settings": f"window={o.window} stride={o.stride} min_flank={o.min_flank} max_allele={o.max_allele} "
+                               f"dtype={str(self.model.dtype).replace('torch.', '')} device={self.model.device}",
+        }
+
+    def score(self, batch: AlleleBatch, genome: Genome) -> ScoreResult:
+        n = len(batch)
+        out_status: list[str | None] = [None] * n
+        cols = {name: [None] * n for name, _ in COLUMNS}
+        alleles, jobs = self._plan(batch, genome, out_status)
+        self._run(jobs, alleles, out_status)
+        for a in alleles:
+            if out_status[a.row] is not None:
+                continue
+            llr, n_masked = self._llr(a, jobs)
+            e_ref, e_alt = jobs[a.ref_job].mean, jobs[a.alt_job].mean
+            cos = torch.nn.functional.cosine_similarity(e_ref.double(), e_alt.double(), dim=0).item()
+            cols["grover_llr"][a.row] = llr
+            cols["grover_embedding_distance"][a.row] = 1.0 - cos
+            cols["grover_embedding_l2"][a.row] = torch.linalg.vector_norm(e_ref.double() - e_alt.double()).item()
+            cols["grover_masked_tokens"][a.row] = n_masked
+        self.stats["alleles"] += len(alleles)
+        columns = {name: pa.array(cols[name], type=t) for name, t in COLUMNS}
+        info = {
+            "GROVER_LLR": [None if v is None else f"{v:.4f}" for v in cols["grover_llr"]],
+            "GROVER_EMB": [None if v is None else f"{v:.4g}" for v in cols["grover_embedding_distance"]],
+        }
+        return ScoreResult(columns=columns, status=out_status, info=info)
+
+    # -- planning ----------------------------------------------------------------------------------
+    def _plan(self, batch: AlleleBatch, genome: Genome, out_status: list) -> tuple[list[_Allele], list[_Job]]:
+        o = self.opts
+        ref_seqs: dict[tuple[str, int, int], str] = {}
+        todo = []  # (row, window key, s, ref, alt, alt window seq)
+        for i in range(len(batch)):
+            if batch.status[i] not in SCORABLE:
+                continue
+            ref, alt = batch.norm_ref[i].upper(), batch.norm_alt[i].upper()
+            if len(ref) > o.max_allele or len(alt) > o.max_allele:
+                out_status[i] = Status.ALLELE_TOO_LONG.value
+                continue
+            if not ref and not alt:
+                out_status[i] = Status.NO_ALT.value
+                continue
+            chrom, pos0 = batch.chrom[i], int(batch.norm_pos1[i]) - 1
+            span = genome.span(chrom)
+            if span is None:
+                out_status[i] = Status.CONTIG_NOT_IN_FASTA.value
+                continue
+            ws, we = window_for(pos0, len(ref), o)
+            ws, we = max(ws, span[0]), min(we, span[1])
+            key = (chrom, ws, we)
+            seq = ref_seqs.get(key)
+            if seq is None:
+                seq = ref_seqs[key] = genome.fetch(chrom, ws, we)
+            s = pos0 - ws
+            if s < 0 or s + len(ref) > len(seq) or seq[s:s + len(ref)] != ref:
+                out_status[i] = Status.REF_MISMATCH.value
+                continue
+            if not self.takes_n and ("N" in seq or "N" in alt):
+                out_status[i] = Status.N_IN_WINDOW.value
+                continue
+            if set(alt) - set("ACGTN"):
+                out_status[i] = Status.SYMBOLIC_ALLELE.value
+                continue
+            todo.append((i, key, s, ref, alt, seq[:s] + alt + seq[s + len(ref):]))
+        if not todo:
+            return [], []
+
+        # tokenize every distinct ref and alt window once
+        ref_keys = list({t[1]: None for t in todo})
+        alt_seqs = list({t[5]: None for t in todo})
+        encs = self.tok.encode([ref_seqs[k] for k in ref_keys] + alt_seqs)
+        ref_enc = dict(zip(ref_keys, encs[: len(ref_keys)]))
+        alt_enc = dict(zip(alt_seqs, encs[len(ref_keys):]))
+
+        jobs: list[_Job] = []
+        index: dict[tuple, int] = {}
+
+        def job(ids: np.ndarray, a: int = 0, b: int = 0) -> int:
+            """Index of the pass running ``ids`` with tokens [a, b) masked (identical inputs run once)."""
+            if b > a:
+                ids = ids.copy()
+                ids[a:b] = self.tok.mask_id
+            key = (a, b, ids.tobytes())
+            j = index.get(key)
+            if j is None:
+                j = index[key] = len(jobs)
+                jobs.append(_Job(ids=ids, mask_from=a, mask_to=b))
+            return j
+
+        alleles = []
+        for row, key, s, ref, alt, alt_seq in todo:
+            er, ea = ref_enc[key], alt_enc[alt_seq]
+            if max(len(er), len(ea)) > self.max_tokens:
+                out_status[row] = Status.MODEL_ERROR.value
+                log.warning("GROVER window %s:%d-%d has %d tokens > the model's %d positions; "
+                            "lower the window option", key[0], key[1] + 1, key[2], max(len(er), len(ea)), self.max_tokens)
+                continue
+            rj = job(er.ids)
+            aj = job(ea.ids)
+            if len(ref) == len(alt):
+                diff = [x for x in range(len(ref)) if ref[x] != alt[x]]
+                i0, i1 = er.covering(s + diff[0], s + diff[-1] + 1)
+                mj = job(er.ids, i0, i1)
+                changes = []
+                for x in diff:
+                    k = int(np.searchsorted(er.ends[i0:i1], s + x, side="right"))  # slot whose span holds s+x
+                    changes.append((k, s + x - int(er.starts[i0 + k]), ref[x], alt[x]))
+                alleles.append(_Allele(row, rj, aj, mj, changes=changes))
+            else:
+                r0, r1, a0, a1 = _differing_tokens(er, ea, s, len(ref), len(alt))
+                mj = job(er.ids, r0, r1)
+                maj = job(ea.ids, a0, a1)
+                alleles.append(_Allele(row, rj, aj, mj, maj, kind="indel",
+                                       ref_tokens=er.ids[r0:r1], alt_tokens=ea.ids[a0:a1]))
+        return alleles, jobs
+
+    # -- running -----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _run(self, jobs: list[_Job], alleles: list[_Allele], out_status: list) -> None:
+        if not jobs:
+            return
+        module, dev = self.model.module, self.model.device
+        special = set(i for i in (self.tok.cls_id, self.tok.sep_id, self.tok.pad_id) if i is not None)
+        order = sorted(range(len(jobs)), key=lambda j: len(jobs[j].ids))  # length-sorted: little padding
+        for b0 in range(0, len(order), self.batch_size):
+            part = [jobs[j] for j in order[b0:b0 + self.batch_size]]
+            T = max(len(jb.ids) for jb in part)
+            ids = np.full((len(part), T), self.tok.pad_id or 0, dtype=np.int64)
+            am = np.zeros((len(part), T), dtype=bool)
+            for r, jb in enumerate(part):
+                ids[r, : len(jb.ids)] = jb.ids
+                am[r, : len(jb.ids)] = True
+            self.stats["passes"] += len(part)
+            self.stats["tokens"] += int(am.sum())
+            self.stats["padded_tokens"] += int(am.size)
+            ids_t = torch.from_numpy(ids).to(dev)
+            am_t = torch.from_numpy(am).to(dev)
+            try:
+                hidden = module.encode(ids_t, am_t)  # (B, T, C) float32
+            except Exception as e:  # a failed batch marks its alleles, the run goes on
+                log.error("GROVER forward failed (%s: %s); its alleles get status model_error", type(e).__name__, e)
+                bad = {id(jb) for jb in part}
+                for a in alleles:
+                    if any(id(jobs[j]) in bad for j in (a.ref_job, a.alt_job, a.masked_ref_job, a.masked_alt_job) if j >= 0):
+                        out_status[a.row] = Status.MODEL_ERROR.value
+                continue
+            # unmasked passes: mean over non-special tokens; masked passes: log-probs at masked slots
+            sel_rows, sel_pos, owners = [], [], []
+            for r, jb in enumerate(part):
+                if jb.mask_to > jb.mask_from:
+                    n = jb.mask_to - jb.mask_from
+                    sel_rows += [r] * n
+                    sel_pos += list(range(jb.mask_from, jb.mask_to))
+                    owners.append((jb, n))
+                else:
+                    keep = torch.from_numpy(~np.isin(jb.ids, list(special))).to(dev)
+                    jb.mean = hidden[r, : len(jb.ids)][keep].mean(0).cpu()
+            if sel_rows:
+                rows = hidden[torch.tensor(sel_rows, device=dev), torch.tensor(sel_pos, device=dev)]  # (N, C)
+                lp = torch.log_softmax(module.mlm_logits(rows), dim=-1).cpu()  # (N, V)
+                k = 0
+                for jb, n in owners:
+                    jb.logprobs = lp[k:k + n]
+                    k += n
+
+    # -- reduction ---------------------------------------------------------------------------------
+    def _llr(self, a: _Allele, jobs: list[_Job]) -> tuple[float | None, int]:
+        m = jobs[a.masked_ref_job]
+        n_masked = m.mask_to - m.mask_from
+        if a.kind == "sub":
+            if m.q is None:
+                m.q = base_marginals(m.logprobs, self.indicator)  # (n, Lmax, 4)
+            q = m.q
+            total = 0.0
+            for k, off, rb, ab in a.changes:
+                if off >= q.shape[1]:
+                    return None, n_masked
+                qa, qr = q[k, off, _BASES.index(ab)].item(), q[k, off, _BASES.index(rb)].item()
+                if not (qa > 0 and qr > 0):  # no token supports the base at that offset (or NaN)
+                    return None, n_masked
+                total += math.log(qa) - math.log(qr)
+            return total, n_masked
+        ma = jobs[a.masked_alt_job]
+        lr = m.logprobs.double()[torch.arange(n_masked), torch.from_numpy(a.ref_tokens)].sum().item()
+        la = ma.logprobs.double()[torch.arange(ma.mask_to - ma.mask_from), torch.from_numpy(a.alt_tokens)].sum().item()
+        return la - lr, n_masked
+
+
+def _differing_tokens(er, ea, s: int, ref_len: int, alt_len: int) -> tuple[int, int, int, int]:
+    """Masked token ranges (ref [r0, r1), alt [a0, a1)) for a length-changing allele at window offset s.
+
+    Tokens before the longest common prefix (same id and span) and after the longest common suffix
+    (same id, spans shifted by the length change) stay; the rest is masked, widened to the tokens
+    covering the allele in both windows.
+    """
+    delta = alt_len - ref_len
+    nr, na = len(er.ids), len(ea.ids)
+    p = 0
+    while p < min(nr, na) and er.ids[p] == ea.ids[p] and er.starts[p] == ea.starts[p] and er.ends[p] == ea.ends[p]:
+        p += 1
+    q = 0
+    while q < min(nr, na) - p:
+        i, j = nr - 1 - q, na - 1 - q
+        same_span = (er.starts[i] < 0 and ea.starts[j] < 0) or (
+            er.starts[i] + delta == ea.starts[j] and er.ends[i] + delta == ea.ends[j])
+        if er.ids[i] != ea.ids[j] or not same_span:
+            break
+        q += 1
+    c_r0, c_r1 = er.covering(s, s + ref_len)
+    c_a0, c_a1 = ea.covering(s, s + alt_len)
+    start = min(p, c_r0, c_a0)
+    tail = min(q, nr - c_r1, na - c_a1)
+    return start, nr - tail, start, na - tail
+
+
+def make_scorer(path, *, device="auto", dtype=None, batch_size: int = 16, options: dict | None = None) -> GroverScorer:
+    """Build the GROVER backend for ``-m PATH`` (a local ``bert`` checkpoint directory or cached hub id).
+
+    Parameters
+    ----------
+    path : str
+        Checkpoint directory (config.json with ``model_type: bert``, weights, tokenizer.json).
+    device : str
+        ``auto`` (CUDA if available), ``cpu`` or ``cuda[:N]``.
+    dtype : torch.dtype or str, optional
+        Matmul dtype; None: float32 on CPU, bfloat16 on CUDA.  bfloat16 on a CPU with AMX is ~3x faster.
+    batch_size : int
+        Sequences per forward pass.
+    options : dict, optional
+        ``window``, ``stride``, ``min_flank``, ``max_allele`` (optionally prefixed ``grover.``).
+    """
+    from vareff.models.load import load_model
+
+    opts = GroverOptions.from_mapping(options)
+    model = load_model(path, device=device, dtype=dtype)
+    if model.family != "bert":
+        raise ConfigError(f"{path} is a {model.family!r} checkpoint, not a GROVER/BERT one")
+    return GroverScorer(model, batch_size=batch_size, options=opts)
