@@ -20,11 +20,13 @@ Algorithm (per program: one BLOCK_M slice of queries of one (batch, head)):
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
 
 from vareff.errors import BackendUnavailableError
 
@@ -37,6 +39,8 @@ __all__ = ["attention_fwd", "attention_varlen_fwd", "INTERPRETED", "DOT_PRECISIO
 DOT_PRECISION_FP32 = "ieee"
 
 _LOG2E = 1.4426950408889634
+
+log = logging.getLogger("vareff_kernels")
 
 
 @triton.jit
@@ -238,18 +242,45 @@ def _config(head_dim: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
     """(BLOCK_M, BLOCK_N, num_warps, num_stages) for a CUDA launch.
 
     Fixed from the shapes of the Triton tutorial's non-causal forward (128x64 tiles for fp16/bf16
-    at D <= 128); fp32 tiles are halved to fit shared memory.  Untuned on real hardware in this
+    at D <= 128); fp32 tiles are smaller.  Compiled offline for sm_80/86/89/90 these need at most
+    ~57 KB of shared memory (D <= 128, rotary on or off), within every such GPU's limit; if a
+    launch still runs out, :func:`_run_with_fallback` shrinks it.  Untuned on real hardware in this
     project: ``benchmarks/bench_attention.py --sweep`` times the alternatives on a GPU.
     """
     if INTERPRETED:
         return 16, 16, 4, 1  # small tiles: many loop trips and ragged edges, quick under numpy
-    if dtype == torch.float32:
-        return (64, 32, 4, 2) if head_dim <= 64 else (32, 32, 4, 2)
+    if dtype == torch.float32:  # ieee fp32 dots run on FMA units; keep shared memory < 64 KB
+        if head_dim <= 64:
+            return 64, 32, 4, 2
+        return (32, 32, 4, 1) if head_dim <= 128 else (32, 16, 4, 1)
     if head_dim <= 64:
         return 128, 64, 4, 3
     if head_dim <= 128:
         return 128, 64, 8, 3
     return 64, 32, 4, 2
+
+
+def _run_with_fallback(run, cfg, overridden: bool) -> None:
+    """Call ``run(BLOCK_M, BLOCK_N, num_warps, num_stages)``; if the GPU lacks the shared memory
+    for that configuration (parts smaller than an H100), retry with fewer stages, then smaller
+    tiles.  A configuration the caller chose explicitly is not altered."""
+    bm, bn, nw, ns = cfg
+    while True:
+        try:
+            run(bm, bn, nw, ns)
+            return
+        except OutOfResources as e:
+            if overridden:
+                raise
+            if ns > 1:
+                ns -= 1
+            elif bn > 16:
+                bn //= 2
+            elif bm > 16:
+                bm //= 2
+            else:
+                raise
+            log.debug("attention: %s; retrying with BLOCK_M=%d BLOCK_N=%d num_stages=%d", e, bm, bn, ns)
 
 
 def _check_launchable(op: str, q: torch.Tensor, tensors: dict) -> None:
@@ -272,8 +303,11 @@ def _check_launchable(op: str, q: torch.Tensor, tensors: dict) -> None:
             )
 
 
-def _rotary_tables(rotary, batch: int, t_needed: int, d: int, device):
-    """cos/sin as contiguous (Bc, T, D) with Bc in {1, batch}; returns (cos, sin, batch_stride)."""
+def _rotary_tables(rotary, batch: int, t_needed: int, d: int, device, dtype):
+    """cos/sin as contiguous (Bc, T, D) in the inputs' dtype, Bc in {1, batch}; returns
+    (cos, sin, batch_stride).  The tables are cast to q's dtype as the eager models do (HF ESM /
+    NT apply rotary in the activation dtype); fp32 tables would also triple the shared memory the
+    pipelined key loop needs on the GPU (180 KB instead of 49 KB at D = 128)."""
     cos, sin = rotary
     if cos.shape != sin.shape:
         raise KernelInputError(f"rotary cos {tuple(cos.shape)} and sin {tuple(sin.shape)} differ")
@@ -285,7 +319,7 @@ def _rotary_tables(rotary, batch: int, t_needed: int, d: int, device):
         )
     if cos.device != device:
         raise KernelInputError(f"rotary cos/sin are on {cos.device}, q on {device}")
-    cos, sin = cos.contiguous(), sin.contiguous()
+    cos, sin = cos.to(dtype).contiguous(), sin.to(dtype).contiguous()
     return cos, sin, (cos.stride(0) if cos.shape[0] > 1 else 0)
 
 
@@ -317,6 +351,7 @@ def attention_fwd(q, k, v, key_padding_mask=None, rotary=None, scale=None, *,
         scale = 1.0 / math.sqrt(d)
     block_d, half, block_half = _dims(d)
     bm, bn, nw, ns = _config(d, q.dtype)
+    overridden = any(x is not None for x in (block_m, block_n, num_warps, num_stages))
     bm, bn = block_m or bm, block_n or bn
     nw, ns = num_warps or nw, num_stages or ns
 
@@ -344,13 +379,12 @@ def attention_fwd(q, k, v, key_padding_mask=None, rotary=None, scale=None, *,
 
     has_rot = rotary is not None
     if has_rot:
-        cos, sin, stride_cb = _rotary_tables(rotary, b, max(tq, tk), d, q.device)
+        cos, sin, stride_cb = _rotary_tables(rotary, b, max(tq, tk), d, q.device, q.dtype)
         stride_cm = cos.stride(1)
     else:
         cos, sin, stride_cb, stride_cm = q, q, 0, 0
 
-    grid = (triton.cdiv(tq, bm), b * h)
-    _attn_fwd_padded[grid](
+    args = (
         q, k, v, out, mask, kv_len, cos, sin,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
@@ -359,13 +393,20 @@ def attention_fwd(q, k, v, key_padding_mask=None, rotary=None, scale=None, *,
         stride_mb, stride_mn,
         stride_cb, stride_cm,
         h, tq, tk, scale * _LOG2E,
-        HEAD_DIM=d, BLOCK_D=block_d, HALF_D=half, BLOCK_HALF=block_half,
-        BLOCK_M=bm, BLOCK_N=bn,
-        HAS_MASK=has_mask, ROTARY=has_rot, SKIP_PADDED_Q=has_mask and tq == tk,
-        EVEN_M=tq % bm == 0, EVEN_N=tk % bn == 0, EVEN_D=d == block_d,
-        PRECISION=DOT_PRECISION_FP32,
-        num_warps=nw, num_stages=ns,
     )
+
+    def run(kernel_bm, kernel_bn, nw_, ns_):  # EVEN_M / EVEN_N follow the tiles a retry may shrink
+        _attn_fwd_padded[(triton.cdiv(tq, kernel_bm), b * h)](
+            *args,
+            HEAD_DIM=d, BLOCK_D=block_d, HALF_D=half, BLOCK_HALF=block_half,
+            BLOCK_M=kernel_bm, BLOCK_N=kernel_bn,
+            HAS_MASK=has_mask, ROTARY=has_rot, SKIP_PADDED_Q=has_mask and tq == tk,
+            EVEN_M=tq % kernel_bm == 0, EVEN_N=tk % kernel_bn == 0, EVEN_D=d == block_d,
+            PRECISION=DOT_PRECISION_FP32,
+            num_warps=nw_, num_stages=ns_,
+        )
+
+    _run_with_fallback(run, (bm, bn, nw, ns), overridden)
     return out
 
 
@@ -387,6 +428,7 @@ def attention_varlen_fwd(q, k, v, cu_seqlens, max_seqlen, rotary=None, scale=Non
         scale = 1.0 / math.sqrt(d)
     block_d, half, block_half = _dims(d)
     bm, bn, nw, ns = _config(d, q.dtype)
+    overridden = any(x is not None for x in (block_m, block_n, num_warps, num_stages))
     bm, bn = block_m or bm, block_n or bn
     nw, ns = num_warps or nw, num_stages or ns
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
@@ -395,20 +437,22 @@ def attention_varlen_fwd(q, k, v, cu_seqlens, max_seqlen, rotary=None, scale=Non
         return out
     has_rot = rotary is not None
     if has_rot:
-        cos, sin, _ = _rotary_tables(rotary, 1, max_seqlen, d, q.device)
+        cos, sin, _ = _rotary_tables(rotary, 1, max_seqlen, d, q.device, q.dtype)
         stride_cm = cos.stride(1)
     else:
         cos, sin, stride_cm = q, q, 0
-    grid = (triton.cdiv(max_seqlen, bm), n_seqs * h)
-    _attn_fwd_varlen[grid](
-        q, k, v, out, cu_seqlens, cos, sin,
-        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-        out.stride(0), out.stride(1),
-        stride_cm,
-        h, scale * _LOG2E,
-        HEAD_DIM=d, BLOCK_D=block_d, HALF_D=half, BLOCK_HALF=block_half,
-        BLOCK_M=bm, BLOCK_N=bn, ROTARY=has_rot, EVEN_D=d == block_d,
-        PRECISION=DOT_PRECISION_FP32,
-        num_warps=nw, num_stages=ns,
-    )
+    def run(kernel_bm, kernel_bn, nw_, ns_):
+        _attn_fwd_varlen[(triton.cdiv(max_seqlen, kernel_bm), n_seqs * h)](
+            q, k, v, out, cu_seqlens, cos, sin,
+            q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+            out.stride(0), out.stride(1),
+            stride_cm,
+            h, scale * _LOG2E,
+            HEAD_DIM=d, BLOCK_D=block_d, HALF_D=half, BLOCK_HALF=block_half,
+            BLOCK_M=kernel_bm, BLOCK_N=kernel_bn, ROTARY=has_rot, EVEN_D=d == block_d,
+            PRECISION=DOT_PRECISION_FP32,
+            num_warps=nw_, num_stages=ns_,
+        )
+
+    _run_with_fallback(run, (bm, bn, nw, ns), overridden)
     return out
