@@ -7,6 +7,7 @@ The test modules compare vareff against these ``transformers`` objects.
 """
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -95,3 +96,109 @@ def make_checkpoint(
                 p.copy_(weight_std * torch.randn(p.shape, generator=g))
     model.save_pretrained(directory, safe_serialization=safe_serialization)
     return model, fast
+
+
+class TransformersReference:
+    """The score definitions of docs/grover.md computed independently of vareff.
+
+    Uses ``transformers.BertForMaskedLM`` and its fast tokenizer (offsets from
+    ``return_offsets_mapping``), pysam for the sequence and plain Python loops over the vocabulary
+    for the base marginals; none of vareff's model, tokenizer or scoring code.  ``score(pos1, ref,
+    alt)`` takes a trimmed allele on ``contig`` (genomic 0-based = contig 0-based + ``offset0``).
+    """
+
+    def __init__(self, fasta, contig, offset0, hf_model, hf_tok, *, window=1000, stride=500, min_flank=100):
+        import pysam
+
+        self.fa = pysam.FastaFile(str(fasta))
+        self.contig, self.offset0 = contig, offset0
+        self.win, self.stride, self.min_flank = window, stride, min_flank
+        self.model, self.tok = hf_model, hf_tok
+        self.special = set(hf_tok.all_special_ids)
+        self.strings = {i: t for t, i in hf_tok.get_vocab().items() if i not in self.special}
+
+    def window(self, pos0, ref_len):
+        t = math.floor((pos0 + ref_len / 2 - self.win / 2) / self.stride + 0.5)
+        start = t * self.stride
+        if min(pos0 - start, start + self.win - pos0 - ref_len) < self.min_flank:
+            start = math.floor(pos0 + ref_len / 2 - self.win / 2)
+        lo, hi = self.offset0, self.offset0 + self.fa.get_reference_length(self.contig)
+        return max(start, lo), min(start + self.win, hi)
+
+    def encode(self, seq):
+        e = self.tok(seq, return_offsets_mapping=True)
+        spans = [None if i in self.special else tuple(o) for i, o in zip(e["input_ids"], e["offset_mapping"])]
+        return list(e["input_ids"]), spans
+
+    def run(self, ids, masked=()):
+        import torch
+
+        x = torch.tensor([ids])
+        for k in masked:
+            x[0, k] = self.tok.mask_token_id
+        with torch.no_grad():
+            out = self.model(input_ids=x, output_hidden_states=True)
+        return out.hidden_states[-1][0].double(), torch.log_softmax(out.logits[0].double(), -1)
+
+    def embedding(self, ids):
+        h, _ = self.run(ids)
+        keep = [i for i, t in enumerate(ids) if t not in self.special]
+        return h[keep].mean(0)
+
+    def score(self, pos1, ref, alt):
+        pos0 = pos1 - 1
+        ws, we = self.window(pos0, len(ref))
+        wseq = self.fa.fetch(self.contig, ws - self.offset0, we - self.offset0).upper()
+        s = pos0 - ws
+        assert wseq[s:s + len(ref)] == ref
+        aseq = wseq[:s] + alt + wseq[s + len(ref):]
+        rids, rsp = self.encode(wseq)
+        aids, asp = self.encode(aseq)
+        if len(ref) == len(alt):
+            llr, n = 0.0, None
+            changed = [x for x in range(len(ref)) if ref[x] != alt[x]]
+            cover = [k for k, sp in enumerate(rsp) if sp and sp[0] < s + changed[-1] + 1 and sp[1] > s + changed[0]]
+            _, lp = self.run(rids, cover)
+            for x in changed:
+                k = next(k for k in cover if rsp[k][0] <= s + x < rsp[k][1])
+                o = s + x - rsp[k][0]
+                num, den = {b: 0.0 for b in "ACGT"}, 0.0
+                for v, string in self.strings.items():
+                    if len(string) > o:
+                        p = math.exp(lp[k, v].item())
+                        den += p
+                        num[string[o]] += p
+                llr += math.log(num[alt[x]] / den) - math.log(num[ref[x]] / den)
+            n = len(cover)
+        else:
+            delta = len(alt) - len(ref)
+            p = 0
+            while p < min(len(rids), len(aids)) and rids[p] == aids[p] and rsp[p] == asp[p]:
+                p += 1
+            q = 0
+            while q < min(len(rids), len(aids)) - p:
+                a, b = rsp[-1 - q], asp[-1 - q]
+                if rids[-1 - q] != aids[-1 - q] or (a is None) != (b is None) or (a and (a[0] + delta, a[1] + delta) != b):
+                    break
+                q += 1
+
+            def cover(sp, lo, hi):
+                if hi <= lo:
+                    lo, hi = lo - 1, lo + 1
+                ks = [k for k, x in enumerate(sp) if x and x[0] < hi and x[1] > lo]
+                return ks[0], ks[-1] + 1
+
+            cr, ca = cover(rsp, s, s + len(ref)), cover(asp, s, s + len(alt))
+            start = min(p, cr[0], ca[0])
+            tail = min(q, len(rids) - cr[1], len(aids) - ca[1])
+            rk, ak = range(start, len(rids) - tail), range(start, len(aids) - tail)
+            _, lpr = self.run(rids, rk)
+            _, lpa = self.run(aids, ak)
+            llr = sum(lpa[k, aids[k]].item() for k in ak) - sum(lpr[k, rids[k]].item() for k in rk)
+            n = len(rk)
+        import torch
+
+        er, ea = self.embedding(rids), self.embedding(aids)
+        cos = torch.nn.functional.cosine_similarity(er, ea, dim=0).item()
+        return {"grover_llr": llr, "grover_embedding_distance": 1 - cos,
+                "grover_embedding_l2": (er - ea).norm().item(), "grover_masked_tokens": n}

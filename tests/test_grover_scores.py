@@ -7,14 +7,11 @@ the base marginals, i.e. none of vareff's model, tokenizer or scoring code.  Tol
 from __future__ import annotations
 
 import csv
-import math
 
 import numpy as np
 import pysam
 import pytest
-import torch
-
-from grover_fixtures import make_checkpoint
+from grover_fixtures import TransformersReference, make_checkpoint
 from vareff.score.base import AlleleBatch
 from vareff.score.grover import GroverOptions, make_scorer, window_for
 from vareff.window.genome import ContigSlice, Genome
@@ -49,101 +46,6 @@ def _batch(rows, status=None):
     )
 
 
-# --------------------------------------------------------------------------- independent reference
-
-
-class Reference:
-    """The score definitions of docs/grover.md computed with transformers, pysam and Python loops."""
-
-    def __init__(self, fasta, hf_model, hf_tok):
-        self.fa = pysam.FastaFile(str(fasta))
-        self.model, self.tok = hf_model, hf_tok
-        self.special = set(hf_tok.all_special_ids)
-        self.strings = {i: t for t, i in hf_tok.get_vocab().items() if i not in self.special}
-
-    def window(self, pos0, ref_len):
-        t = math.floor((pos0 + ref_len / 2 - WINDOW / 2) / STRIDE + 0.5)
-        start = t * STRIDE
-        if min(pos0 - start, start + WINDOW - pos0 - ref_len) < 100:
-            start = math.floor(pos0 + ref_len / 2 - WINDOW / 2)
-        lo, hi = OFFSET0, OFFSET0 + self.fa.get_reference_length(CONTIG)
-        return max(start, lo), min(start + WINDOW, hi)
-
-    def encode(self, seq):
-        e = self.tok(seq, return_offsets_mapping=True)
-        spans = [None if i in self.special else tuple(o) for i, o in zip(e["input_ids"], e["offset_mapping"])]
-        return list(e["input_ids"]), spans
-
-    @torch.no_grad()
-    def run(self, ids, masked=()):
-        x = torch.tensor([ids])
-        for k in masked:
-            x[0, k] = self.tok.mask_token_id
-        out = self.model(input_ids=x, output_hidden_states=True)
-        return out.hidden_states[-1][0].double(), torch.log_softmax(out.logits[0].double(), -1)
-
-    def embedding(self, ids):
-        h, _ = self.run(ids)
-        keep = [i for i, t in enumerate(ids) if t not in self.special]
-        return h[keep].mean(0)
-
-    def score(self, pos1, ref, alt):
-        pos0 = pos1 - 1
-        ws, we = self.window(pos0, len(ref))
-        wseq = self.fa.fetch(CONTIG, ws - OFFSET0, we - OFFSET0).upper()
-        s = pos0 - ws
-        assert wseq[s:s + len(ref)] == ref
-        aseq = wseq[:s] + alt + wseq[s + len(ref):]
-        rids, rsp = self.encode(wseq)
-        aids, asp = self.encode(aseq)
-        if len(ref) == len(alt):
-            llr, n = 0.0, None
-            changed = [x for x in range(len(ref)) if ref[x] != alt[x]]
-            cover = [k for k, sp in enumerate(rsp) if sp and sp[0] < s + changed[-1] + 1 and sp[1] > s + changed[0]]
-            _, lp = self.run(rids, cover)
-            for x in changed:
-                k = next(k for k in cover if rsp[k][0] <= s + x < rsp[k][1])
-                o = s + x - rsp[k][0]
-                num, den = {b: 0.0 for b in "ACGT"}, 0.0
-                for v, string in self.strings.items():
-                    if len(string) > o:
-                        p = math.exp(lp[k, v].item())
-                        den += p
-                        num[string[o]] += p
-                llr += math.log(num[alt[x]] / den) - math.log(num[ref[x]] / den)
-            n = len(cover)
-        else:
-            delta = len(alt) - len(ref)
-            p = 0
-            while p < min(len(rids), len(aids)) and rids[p] == aids[p] and rsp[p] == asp[p]:
-                p += 1
-            q = 0
-            while q < min(len(rids), len(aids)) - p:
-                a, b = rsp[-1 - q], asp[-1 - q]
-                if rids[-1 - q] != aids[-1 - q] or (a is None) != (b is None) or (a and (a[0] + delta, a[1] + delta) != b):
-                    break
-                q += 1
-
-            def cover(sp, lo, hi):
-                if hi <= lo:
-                    lo, hi = lo - 1, lo + 1
-                ks = [k for k, x in enumerate(sp) if x and x[0] < hi and x[1] > lo]
-                return ks[0], ks[-1] + 1
-
-            cr, ca = cover(rsp, s, s + len(ref)), cover(asp, s, s + len(alt))
-            start = min(p, cr[0], ca[0])
-            tail = min(q, len(rids) - cr[1], len(aids) - ca[1])
-            rk, ak = range(start, len(rids) - tail), range(start, len(aids) - tail)
-            _, lpr = self.run(rids, rk)
-            _, lpa = self.run(aids, ak)
-            llr = sum(lpa[k, aids[k]].item() for k in ak) - sum(lpr[k, rids[k]].item() for k in rk)
-            n = len(rk)
-        er, ea = self.embedding(rids), self.embedding(aids)
-        cos = torch.nn.functional.cosine_similarity(er, ea, dim=0).item()
-        return {"grover_llr": llr, "grover_embedding_distance": 1 - cos,
-                "grover_embedding_l2": (er - ea).norm().item(), "grover_masked_tokens": n}
-
-
 def _s5_snvs(shared_data, n):
     rows = []
     with open(shared_data / "grch38/brca1_region/alphamissense_s5.chr17_42425000-43600000.csv") as fh:
@@ -167,7 +69,7 @@ def test_scores_match_independent_transformers_recomputation(ckpt, genome, share
     rows += [("chr17", p + 80, base(p + 80, 2), "T")]  # complex: 2 bp -> 1 bp
     res = scorer.score(_batch(rows), genome)
     assert res.status == [None] * len(rows)
-    ref = Reference(shared_data / BRCA1_FA, hf_model, hf_tok)
+    ref = TransformersReference(shared_data / BRCA1_FA, CONTIG, OFFSET0, hf_model, hf_tok, window=WINDOW, stride=STRIDE)
     got = {k: v.to_pylist() for k, v in res.columns.items()}
     llrs = []
     for i, (_, p1, rr, aa) in enumerate(rows):
