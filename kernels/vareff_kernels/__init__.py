@@ -120,8 +120,9 @@ def attention(q, k, v, *, key_padding_mask=None, rotary=None, scale=None, backen
     """Bidirectional scaled-dot-product attention.
 
     q: (B, H, Tq, D); k, v: (B, H, Tk, D); returns (B, H, Tq, D) in q's dtype.
-    key_padding_mask: bool (B, Tk), True = real token.  Output rows at padded query positions are
-    finite but otherwise unspecified.  rotary: (cos, sin), each (T, D) or (B, T, D), NeoX
+    key_padding_mask: bool (B, Tk), True = real token.  When Tq == Tk the mask marks the padded
+    query positions too (self-attention); output rows there are finite but otherwise unspecified
+    (the Triton kernel writes zeros for whole tiles of them without computing).  rotary: (cos, sin), each (T, D) or (B, T, D), NeoX
     rotate-half, applied to q and k before the dot product (inside the Triton kernel).
     scale: default 1/sqrt(D).
     """
