@@ -73,31 +73,34 @@ def test_valid_execution_equals_keras_same_padding(ensemble):
     torch.testing.assert_close(ours, ref, atol=2e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("vlen,v0_shift", [(1, 0), (3, -2), (2, 0)])
-def test_cone_equals_full_window(ensemble, vlen, v0_shift):
-    """Alt outputs from only the changed activations equal a full pass over the alt window."""
+@pytest.mark.parametrize("ref_len,alt_len,v0_shift", [(1, 1, 0), (3, 3, -2), (2, 2, 0), (1, 4, 0), (6, 1, 0),
+                                                    (3, 5, -2), (1, 30, 0)])
+def test_cone_equals_full_window(ensemble, ref_len, alt_len, v0_shift):
+    """Alt outputs from only the changed activations equal a full pass over the alt window
+    (substitutions, insertions, deletions, complex alleles)."""
     m = ensemble.members[0]
     D = 20
     W = 2 * m.context + 2 * D + 1
     offsets = [0, 7, 130]
     seg = _random_onehot(1, W + 130, seed=1)
     v0 = m.context + D + v0_shift
-    geom = m.cone_geometry(W, v0, v0 + vlen)
+    geom = m.cone_geometry(W, v0, ref_len, alt_len)
     req = _StashRequest(geom, [(0, o) for o in offsets], {})
     g = torch.Generator().manual_seed(2)
-    alts = F.one_hot(torch.randint(0, 4, (len(offsets), vlen), generator=g), 4).float().permute(0, 2, 1)
+    alts = F.one_hot(torch.randint(0, 4, (len(offsets), alt_len), generator=g), 4).float().permute(0, 2, 1)
     with torch.inference_mode():
         ref_seg = m(seg, stash=[req])
-        full_in = torch.cat([seg[:, :, o: o + W] for o in offsets]).clone()
-        full_in[:, :, v0: v0 + vlen] = alts
+        windows = [seg[:, :, o: o + W] for o in offsets]
+        full_in = torch.cat([torch.cat([w[:, :, :v0], alts[i: i + 1], w[:, :, v0 + ref_len:]], dim=2)
+                             for i, w in enumerate(windows)])
         full = m(full_in)
         cone = m.forward_cone(alts.contiguous(), req.values, geom)
-        per_window_ref = m(torch.cat([seg[:, :, o: o + W] for o in offsets]))
+        per_window_ref = m(torch.cat(windows))
+    assert cone.shape == full.shape == (3, 3, 2 * D + 1 + alt_len - ref_len)
     torch.testing.assert_close(cone, full, atol=1e-6, rtol=1e-5)
     # the shared segment pass gives each window's reference outputs
     for i, o in enumerate(offsets):
         torch.testing.assert_close(ref_seg[0, :, o: o + 2 * D + 1], per_window_ref[i], atol=1e-6, rtol=1e-5)
-    assert not torch.equal(cone, per_window_ref)  # the alt did change something
 
 
 def test_ensemble_is_mean_of_members(ensemble):

@@ -12,13 +12,14 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import torch
 
 from vareff import __version__
 from vareff.config import RunConfig
 from vareff.errors import SCORABLE, MalformedRecordError, Status
-from vareff.normalize.alleles import AlleleRows, Record, split_records
+from vareff.normalize.alleles import AlleleRows, Record, split_columns, split_records
 from vareff.read.vcf import Region, VcfReader, is_malformed
 from vareff.score.base import InfoField, Scorer
 from vareff.score.registry import make_scorer
@@ -80,22 +81,29 @@ def output_schema(scorers: list[Scorer], extra: pa.Schema | None = None) -> pa.S
     return pa.schema(fields)
 
 
+_SCORABLE = list(SCORABLE)
+_EDGE, _OK = Status.NEAR_CONTIG_EDGE.value, Status.OK.value
+
+
 def combine_status(input_status: list[str], model_status: list[list[str | None]]) -> tuple[list[str], list[list[str]]]:
     """Overall status per allele, and each model's own: input reason > first model reason > edge flag > ok."""
-    overall, per_model = [], [[] for _ in model_status]
-    for i, st in enumerate(input_status):
-        flags = []
-        for m, ms in enumerate(model_status):
-            s = st if st not in SCORABLE else (ms[i] or st)
-            per_model[m].append(s)
-            flags.append(s)
-        if st not in SCORABLE:
-            overall.append(st)
-            continue
-        bad = [f for f in flags if f not in SCORABLE]
-        edge = any(f == Status.NEAR_CONTIG_EDGE.value for f in flags) or st == Status.NEAR_CONTIG_EDGE.value
-        overall.append(bad[0] if bad else (Status.NEAR_CONTIG_EDGE.value if edge else Status.OK.value))
-    return overall, per_model
+    st = np.asarray(input_status, dtype=object)
+    scorable = np.isin(st, _SCORABLE)
+    overall = st.copy()
+    decided = ~scorable
+    edge = st == _EDGE
+    per_model = []
+    for ms in model_status:
+        m = np.asarray(ms, dtype=object)
+        p = np.where(scorable & (m != None), m, st)  # noqa: E711 (element-wise)
+        per_model.append(p.tolist())
+        bad = ~decided & ~np.isin(p, _SCORABLE)
+        overall[bad] = p[bad]
+        decided |= bad
+        edge |= p == _EDGE
+    overall[~decided & edge] = _EDGE
+    overall[~decided & ~edge] = _OK
+    return overall.tolist(), per_model
 
 
 def _fingerprint(cfg: RunConfig, scorers: list[Scorer]) -> str:
@@ -114,18 +122,26 @@ def _fingerprint(cfg: RunConfig, scorers: list[Scorer]) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _to_record(v, where: str, skip_malformed: bool, warn: _Warnings) -> Record:
-    if is_malformed(v):
-        text = str(v).split("\t", 1)[0][:120]
-        if not skip_malformed:
-            raise MalformedRecordError(
-                f"{where}: malformed VCF record (htslib could not parse REF/ALT): {text!r}",
-                "VCF fields must be tab-separated; fix the line, or pass --skip-malformed to keep going "
-                "(the record gets status malformed_record)",
-            )
-        warn("malformed_record", "%s: malformed VCF record skipped: %r", where, text)
-        return Record(chrom=v.CHROM, pos1=0, id=None, ref="", alts=(), malformed=True)
-    return Record(chrom=v.CHROM, pos1=v.POS, id=v.ID, ref=v.REF, alts=tuple(v.ALT))
+def _columns(chunk, reader: VcfReader, skip_malformed: bool, warn: _Warnings) -> tuple[list, ...]:
+    """cyvcf2 records -> (chrom, pos1, id, ref, alts, malformed) columns; malformed ones never touch REF/ID."""
+    chrom, pos, ids, refs, alts, mal = [], [], [], [], [], []
+    for v, loc in chunk:
+        if is_malformed(v):
+            where = reader.describe(loc)
+            text = str(v).split("\t", 1)[0][:120]
+            if not skip_malformed:
+                raise MalformedRecordError(
+                    f"{where}: malformed VCF record (htslib could not parse REF/ALT): {text!r}",
+                    "VCF fields must be tab-separated; fix the line, or pass --skip-malformed to keep going "
+                    "(the record gets status malformed_record)",
+                )
+            warn("malformed_record", "%s: malformed VCF record skipped: %r", where, text)
+            chrom.append(v.CHROM), pos.append(None), ids.append(None), refs.append(None), alts.append(())
+            mal.append(True)
+            continue
+        chrom.append(v.CHROM), pos.append(v.POS), ids.append(v.ID), refs.append(v.REF), alts.append(v.ALT)
+        mal.append(False)
+    return chrom, pos, ids, refs, alts, mal
 
 
 class Pipeline:
@@ -142,7 +158,14 @@ class Pipeline:
         self.warn = _Warnings()
 
     def process(self, records: list[Record]) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
-        rows = split_records(records, self.genome, self.cfg.max_allele_length)
+        """Normalize, score and look up a chunk given as :class:`Record` objects."""
+        return self.process_rows(split_records(records, self.genome, self.cfg.max_allele_length))
+
+    def process_columns(self, cols: tuple[list, ...]) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
+        """The same for a chunk given as (chrom, pos1, id, ref, alts, malformed) columns."""
+        return self.process_rows(split_columns(*cols, self.genome, self.cfg.max_allele_length))
+
+    def process_rows(self, rows: AlleleRows) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
         batch = rows.batch()
         model_status, model_cols, model_info = [], [], []
         for s in self.scorers:
@@ -157,21 +180,19 @@ class Pipeline:
                 model_status.append([Status.MODEL_ERROR.value if st in SCORABLE else None for st in batch.status])
                 model_cols.append({f.name: [None] * len(rows) for f in s.schema()})
                 model_info.append({})
-        overall, per_model = combine_status(rows.status, model_status)
-        cols: dict[str, object] = {
-            "chrom": rows.chrom, "pos": rows.pos, "id": rows.id, "ref": rows.ref, "alt": rows.alt,
-            "allele_index": rows.allele_index, "variant_type": rows.variant_type, "status": overall,
-            "norm_pos": rows.norm_pos, "norm_ref": rows.norm_ref, "norm_alt": rows.norm_alt,
-        }
+        overall, per_model = combine_status(batch.status, model_status)
+        rows = rows.with_status(overall)
+        key = rows.df.drop("record").to_arrow()
+        cols: dict[str, object] = {name: key.column(name) for name in KEY_SCHEMA.names}
         for s, ps, mc in zip(self.scorers, per_model, model_cols):
             cols[f"{s.name}_status"] = ps
             for f in s.schema():
                 cols[f.name] = mc[f.name]
         for lk in self.lookups:
             cols.update(lk.annotate(rows, cols))
-        arrays = [pa.array(cols[f.name], type=f.type) for f in self.schema]
+        arrays = [c.cast(f.type) if isinstance(c, (pa.Array, pa.ChunkedArray)) else pa.array(c, type=f.type)
+                  for f, c in ((f, cols[f.name]) for f in self.schema)]
         table = pa.Table.from_arrays(arrays, schema=self.schema)
-        rows.status = overall
         return rows, table, model_info
 
     def info_fields(self) -> list[InfoField]:
@@ -240,17 +261,16 @@ def run(cfg: RunConfig) -> RunSummary:
         if k < store.chunks_done:
             k += 1
             return
-        records = [_to_record(v, w, cfg.skip_malformed, pipe.warn) for v, w in chunk]
-        rows, table, model_info = pipe.process(records)
+        cols = _columns(chunk, reader, cfg.skip_malformed, pipe.warn)
+        rows, table, model_info = pipe.process_columns(cols)
         vcf_text = None
         if want_vcf:
-            infos = pipe.vcf_info(rows, len(records), model_info)
-            variants = [None if r.malformed else v for (v, _), r in zip(chunk, records)]
+            infos = pipe.vcf_info(rows, len(chunk), model_info)
+            variants = [None if m else v for (v, _), m in zip(chunk, cols[5])]
             vcf_text = "".join(record_lines(variants, infos))
-        counts = Counter(rows.status)
-        store.write_chunk(k, table, vcf_text, len(records), dict(counts))
-        last = records[-1]
-        progress.update(len(records), len(rows), f"{last.chrom}:{last.pos1}")
+        counts = rows.df.get_column("status").value_counts()
+        store.write_chunk(k, table, vcf_text, len(chunk), dict(zip(*counts.to_dict(as_series=False).values())))
+        progress.update(len(chunk), len(rows), f"{cols[0][-1]}:{cols[1][-1]}")
         k += 1
 
     try:

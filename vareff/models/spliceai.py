@@ -181,69 +181,93 @@ class SpliceAIModel(nn.Module):
                 del vals[i]
         return out
 
-    def cone_geometry(self, W: int, v0: int, v1: int) -> "ConeGeometry":
-        """Which positions of each node an alt differing on window positions [v0, v1) changes."""
+    def cone_geometry(self, W: int, v0: int, ref_len: int, alt_len: int) -> "ConeGeometry":
+        """Which activations an allele changes, for a reference window of length ``W``.
+
+        The alt window is the reference window with bases [v0, v0 + ref_len) replaced by
+        ``alt_len`` bases (length ``W + alt_len - ref_len``).  ``cone`` (alt coordinates):
+        per node, the span whose values differ from the reference and are recomputed.
+        ``read`` (reference coordinates): per node, the span of reference values that
+        computing the cone reads; alt positions left of a cone equal the reference at the same
+        index, positions right of it the reference shifted by ``alt_len - ref_len``.
+        """
+        delta = alt_len - ref_len
+        Wa = W + delta
         cone: dict[str, tuple[int, int]] = {}
         need: dict[str, list[tuple[int, int]]] = {}
         for n in self.nodes:
             t = self._trim[n.name]
             if n.kind == "input":
-                cone[n.name] = (v0, v1)
+                cone[n.name] = (v0, v0 + alt_len)
                 continue
             ins = [cone[i] for i in n.inputs]
             lo, hi = min(c[0] for c in ins), max(c[1] for c in ins)
-            if n.kind == "conv":
-                h = (n.params["k"] - 1) // 2 * n.params["dil"]
-                lo, hi = lo - h, hi + h
-            lo, hi = max(lo, t), min(hi, W - t)
+            h = (n.params["k"] - 1) // 2 * n.params["dil"] if n.kind == "conv" else 0
+            lo, hi = max(lo - h, t), min(hi + h, Wa - t)
+            if lo >= hi:
+                raise CheckpointError("SpliceAI cone geometry: the allele changes no output (window too small)")
             cone[n.name] = (lo, hi)
-            if n.kind == "conv":
-                need.setdefault(n.inputs[0], []).append((lo - h, hi + h))
-            elif n.kind == "add":
+            if n.kind in ("conv", "add", "crop"):
                 for i in n.inputs:
-                    need.setdefault(i, []).append((lo, hi))
+                    need.setdefault(i, []).append((lo - h, hi + h))
         read = {}
         for m, rs in need.items():
-            lo, hi = min(r[0] for r in rs), max(r[1] for r in rs)
-            if not (cone[m][0] <= lo and hi <= cone[m][1]):
-                read[m] = (lo, hi)
-        return ConeGeometry(W, v0, v1, cone, read)
+            c_lo, c_hi = cone[m]
+            pieces = []
+            for lo, hi in rs:
+                if lo < c_lo:
+                    pieces.append((lo, min(hi, c_lo)))
+                if hi > c_hi:
+                    pieces.append((max(lo, c_hi) - delta, hi - delta))
+            if pieces:
+                read[m] = (min(p[0] for p in pieces), max(p[1] for p in pieces))
+        last = self.nodes[-1].name
+        if cone[last] != (self._trim[last], Wa - self._trim[last]):
+            raise CheckpointError("SpliceAI cone geometry: the cone does not cover every output")
+        return ConeGeometry(W, v0, ref_len, alt_len, cone, read)
 
     def forward_cone(self, alt: torch.Tensor, ref: dict[str, torch.Tensor], geom: "ConeGeometry") -> torch.Tensor:
-        """Alt outputs from only the activations the alt changes.
+        """Alt outputs from only the activations the allele changes.
 
-        ``alt``: (B, 4, v1 - v0) one-hot alt bases; ``ref``: node -> (B, C, w) reference
-        activations over ``geom.read[node]``.  Returns (B, 3, W - 2*context), equal to a
-        valid pass over the whole alt window.
+        ``alt``: (B, 4, alt_len) one-hot alt bases; ``ref``: node -> (B, C, w) reference
+        activations over ``geom.read[node]``.  Returns (B, 3, W + alt_len - ref_len - 2*context),
+        equal to a valid pass over the whole alt window.
         """
         vals: dict[str, torch.Tensor] = {}
-        cone, read = geom.cone, geom.read
+        cone, read, delta = geom.cone, geom.read, geom.alt_len - geom.ref_len
         out = None
 
         def take(m: str, lo: int, hi: int) -> torch.Tensor:
             c_lo, c_hi = cone[m]
+            v = vals[m]
             if c_lo <= lo and hi <= c_hi:
-                return vals[m][..., lo - c_lo: hi - c_lo]
-            r_lo = read[m][0]
-            x = ref[m][..., lo - r_lo: hi - r_lo].clone()
+                return v[..., lo - c_lo: hi - c_lo]
+            r, r_lo = ref[m], read[m][0]
+            x = v.new_empty((v.shape[0], v.shape[1], hi - lo))
+            a, b = lo, min(hi, c_lo)
+            if a < b:  # left of the cone: reference, same coordinates
+                x[..., : b - lo] = r[..., a - r_lo: b - r_lo]
             a, b = max(lo, c_lo), min(hi, c_hi)
             if a < b:
-                x[..., a - lo: b - lo] = vals[m][..., a - c_lo: b - c_lo]
+                x[..., a - lo: b - lo] = v[..., a - c_lo: b - c_lo]
+            a, b = max(lo, c_hi), hi
+            if a < b:  # right of the cone: reference shifted by the length change
+                x[..., a - lo:] = r[..., a - delta - r_lo: b - delta - r_lo]
             return x
 
         for j, n in enumerate(self.nodes):
             lo, hi = cone[n.name]
             if n.kind == "input":
                 v = alt
-            elif n.kind == "crop":
-                v = take(n.inputs[0], lo, hi)
             elif n.kind == "conv":
                 h = (n.params["k"] - 1) // 2 * n.params["dil"]
                 v = self._node(n, [take(n.inputs[0], lo - h, hi + h)])
             elif n.kind == "add":
                 v = self._node(n, [take(i, lo, hi) for i in n.inputs])
+            elif n.kind == "crop":
+                v = take(n.inputs[0], lo, hi)
             else:
-                v = self._node(n, [take(n.inputs[0], lo, hi)])
+                v = self._node(n, [vals[n.inputs[0]]])
             vals[n.name] = out = v
             for i in self._free_after[j]:
                 del vals[i]
@@ -252,12 +276,12 @@ class SpliceAIModel(nn.Module):
 
 @dataclass
 class ConeGeometry:
-    """Per node: ``cone`` = window span whose values the alt changes (and that is computed);
-    ``read`` = span of reference values the cone computation reads, for nodes that need them."""
+    """See :meth:`SpliceAIModel.cone_geometry`."""
 
     W: int
     v0: int
-    v1: int
+    ref_len: int
+    alt_len: int
     cone: dict[str, tuple[int, int]]
     read: dict[str, tuple[int, int]]
 

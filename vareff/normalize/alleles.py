@@ -1,20 +1,23 @@
-"""Records -> alleles: split multi-allelics, trim shared prefix/suffix, classify, check REF.
+"""Records -> alleles: split multi-allelics, trim shared suffix/prefix, classify, check REF.
 
-Pure functions over plain tuples (no cyvcf2, no torch) so the same code serves the
-VCF stream and :func:`vareff.score_variants` on a DataFrame.
+Columnar: a chunk of records comes in as columns and the per-allele work is done
+with polars/numpy expressions; only alleles that need trimming (not single-base
+substitutions) go through Python.  No cyvcf2 and no torch here, so the same code
+serves the VCF stream and :func:`vareff.score_variants` on a DataFrame.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
 from vareff.errors import Status
 from vareff.score.base import AlleleBatch
 from vareff.window.genome import Genome
 
-_BASES = re.compile(r"^[ACGTN]+$")
+#: widest span of one contig that a chunk's REF check fetches at once (else per allele)
+SPAN_FETCH_LIMIT = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -59,92 +62,173 @@ def is_symbolic(alt: str) -> bool:
     return alt.startswith("<") or "[" in alt or "]" in alt or alt == "*"
 
 
-@dataclass
 class AlleleRows:
-    """Columnar alleles of one chunk, with the key columns of the output contract."""
+    """Columnar alleles of one chunk (a polars DataFrame) with the key columns of the output contract.
 
-    record: list[int] = field(default_factory=list)  # index of the record within the chunk
-    chrom: list[str] = field(default_factory=list)
-    pos: list[int | None] = field(default_factory=list)
-    id: list[str | None] = field(default_factory=list)
-    ref: list[str | None] = field(default_factory=list)  # as in the input
-    alt: list[str | None] = field(default_factory=list)
-    allele_index: list[int] = field(default_factory=list)
-    variant_type: list[str | None] = field(default_factory=list)
-    status: list[str] = field(default_factory=list)
-    norm_pos: list[int | None] = field(default_factory=list)
-    norm_ref: list[str | None] = field(default_factory=list)
-    norm_alt: list[str | None] = field(default_factory=list)
+    Columns: ``record`` (index of the record in the chunk), ``chrom``, ``pos``, ``id``, ``ref``,
+    ``alt`` (as in the input), ``allele_index``, ``variant_type``, ``status``, ``norm_pos``,
+    ``norm_ref``, ``norm_alt``.
+    """
+
+    def __init__(self, df: pl.DataFrame):
+        self.df = df
 
     def __len__(self) -> int:
-        return len(self.chrom)
+        return self.df.height
+
+    def __getattr__(self, name: str) -> list:
+        if name == "df":
+            raise AttributeError(name)
+        try:
+            return self.df.get_column(name).to_list()
+        except pl.exceptions.ColumnNotFoundError:
+            raise AttributeError(name) from None
+
+    def with_status(self, status: list[str]) -> "AlleleRows":
+        return AlleleRows(self.df.with_columns(pl.Series("status", status, dtype=pl.Utf8)))
 
     def batch(self) -> AlleleBatch:
         """The view handed to model backends (upper-case alleles, numpy positions)."""
-        up = lambda xs: [x.upper() if x else "" for x in xs]  # noqa: E731
-        pos = np.array([p if p is not None else 0 for p in self.pos], dtype=np.int64)
-        npos = np.array([p if p is not None else 0 for p in self.norm_pos], dtype=np.int64)
+        d = self.df
+        up = lambda c: d.get_column(c).str.to_uppercase().fill_null("").to_list()  # noqa: E731
         return AlleleBatch(
-            chrom=self.chrom, pos1=pos, ref=up(self.ref), alt=up(self.alt), norm_pos1=npos,
-            norm_ref=up(self.norm_ref), norm_alt=up(self.norm_alt),
-            variant_type=[t or "" for t in self.variant_type], status=list(self.status),
+            chrom=d.get_column("chrom").to_list(),
+            pos1=d.get_column("pos").fill_null(0).to_numpy().astype(np.int64),
+            ref=up("ref"), alt=up("alt"),
+            norm_pos1=d.get_column("norm_pos").fill_null(0).to_numpy().astype(np.int64),
+            norm_ref=up("norm_ref"), norm_alt=up("norm_alt"),
+            variant_type=d.get_column("variant_type").fill_null("").to_list(),
+            status=d.get_column("status").to_list(),
         )
 
 
-def allele_status(rec: Record, alt: str, genome: Genome | None, max_len: int) -> Status:
-    """The input-level status of one allele (before any model runs)."""
-    ref = rec.ref.upper()
-    a = alt.upper()
-    if a in (".", ""):
-        return Status.NO_ALT
-    if is_symbolic(a):
-        return Status.SYMBOLIC_ALLELE
-    if not _BASES.match(ref) or not _BASES.match(a):
-        return Status.INVALID_ALLELE
-    if a == ref:
-        return Status.NO_ALT
-    if max(len(ref), len(a)) > max_len:
-        return Status.ALLELE_TOO_LONG
-    if genome is not None:
-        if genome.resolve(rec.chrom) is None:
-            return Status.CONTIG_NOT_IN_FASTA
-        start0 = rec.pos1 - 1
-        if not genome.covers(rec.chrom, start0, start0 + len(ref)):
-            return Status.OUTSIDE_FASTA
-        if genome.fetch(rec.chrom, start0, start0 + len(ref)) != ref:
-            return Status.REF_MISMATCH
-    return Status.OK
-
-
 def split_records(records: list[Record], genome: Genome | None, max_len: int) -> AlleleRows:
+    """:func:`split_columns` over :class:`Record` objects."""
+    return split_columns(
+        [r.chrom for r in records], [r.pos1 for r in records], [r.id for r in records],
+        [r.ref for r in records], [r.alts for r in records], [r.malformed for r in records], genome, max_len)
+
+
+def split_columns(chrom: list[str], pos1: list[int], ids: list, refs: list[str], alts: list, malformed: list[bool],
+                  genome: Genome | None, max_len: int) -> AlleleRows:
     """One row per (record, ALT); a record without ALT or a malformed one still gets one row."""
-    rows = AlleleRows()
-    for r_idx, rec in enumerate(records):
-        if rec.malformed:
-            _append(rows, r_idx, rec.chrom, None, None, None, None, 1, None, Status.MALFORMED_RECORD, None, None, None)
+    n_alt = np.fromiter((max(len(a), 1) for a in alts), dtype=np.int64, count=len(alts))
+    rec = np.repeat(np.arange(len(alts), dtype=np.int64), n_alt)
+    alt_flat = [a for al in alts for a in (al or (".",))]
+    first = np.cumsum(n_alt) - n_alt
+    allele_index = np.arange(len(rec), dtype=np.int64) - np.repeat(first, n_alt) + 1
+    idx = pl.Series(rec)
+    mal = pl.Series("m", malformed, dtype=pl.Boolean).gather(idx)
+    df = pl.DataFrame({
+        "record": rec,
+        "chrom": pl.Series(chrom, dtype=pl.Utf8).gather(idx),
+        "pos": pl.Series(pos1, dtype=pl.Int64).gather(idx),
+        "id": pl.Series(ids, dtype=pl.Utf8).gather(idx),
+        "ref": pl.Series(refs, dtype=pl.Utf8).gather(idx),
+        "alt": pl.Series(alt_flat, dtype=pl.Utf8),
+        "allele_index": allele_index,
+    })
+    R, A = pl.col("ref").str.to_uppercase(), pl.col("alt").str.to_uppercase()
+    symbolic = A.str.starts_with("<") | A.str.contains(r"[\[\]]") | (A == "*")
+    no_alt = A.is_in([".", ""]) | A.is_null()
+    invalid = ~R.str.contains(r"^[ACGTN]+$") | ~A.str.contains(r"^[ACGTN]+$")
+    status = (
+        pl.when(mal).then(pl.lit(Status.MALFORMED_RECORD.value))
+        .when(no_alt).then(pl.lit(Status.NO_ALT.value))
+        .when(symbolic).then(pl.lit(Status.SYMBOLIC_ALLELE.value))
+        .when(invalid).then(pl.lit(Status.INVALID_ALLELE.value))
+        .when(A == R).then(pl.lit(Status.NO_ALT.value))
+        .when(pl.max_horizontal(R.str.len_chars(), A.str.len_chars()) > max_len).then(pl.lit(Status.ALLELE_TOO_LONG.value))
+        .otherwise(pl.lit(Status.OK.value))
+    )
+    df = df.with_columns(status.alias("status"), mal.alias("_mal"))
+    df = df.with_columns(
+        pl.when(pl.col("_mal")).then(None).otherwise(pl.col("pos")).alias("pos"),
+        pl.when(pl.col("_mal")).then(None).otherwise(pl.col("id")).alias("id"),
+        pl.when(pl.col("_mal")).then(None).otherwise(pl.col("ref")).alias("ref"),
+        pl.when(pl.col("_mal")).then(None).otherwise(pl.col("alt")).alias("alt"),
+    ).drop("_mal")
+    if genome is not None:
+        df = df.with_columns(pl.Series("status", _reference_status(df, genome), dtype=pl.Utf8))
+    return AlleleRows(_normalized(df))
+
+
+def _reference_status(df: pl.DataFrame, genome: Genome) -> list[str]:
+    """Contig present, REF inside the FASTA, REF equal to the FASTA (for alleles still ok)."""
+    status = df.get_column("status").to_list()
+    ok = np.asarray([s == Status.OK.value for s in status])
+    if not ok.any():
+        return status
+    chrom = df.get_column("chrom").to_numpy()
+    start0 = df.get_column("pos").fill_null(1).to_numpy() - 1
+    ref = df.get_column("ref").fill_null("").str.to_uppercase().to_list()
+    rlen = df.get_column("ref").fill_null("").str.len_chars().to_numpy()
+    for c in np.unique(chrom[ok]):
+        rows = np.nonzero(ok & (chrom == c))[0]
+        span = genome.span(c)
+        if span is None:
+            for i in rows:
+                status[i] = Status.CONTIG_NOT_IN_FASTA.value
             continue
-        alts = rec.alts or (".",)
-        for a_idx, alt in enumerate(alts, 1):
-            st = allele_status(rec, alt, genome, max_len)
-            if st in (Status.SYMBOLIC_ALLELE, Status.INVALID_ALLELE) or alt in (".", ""):
-                vt, npos, nref, nalt = ("symbolic" if st == Status.SYMBOLIC_ALLELE else None), None, None, None
-            else:
-                npos, nref, nalt = trim(rec.pos1, rec.ref.upper(), alt.upper())
-                vt = classify(nref, nalt)
-            _append(rows, r_idx, rec.chrom, rec.pos1, rec.id, rec.ref, alt, a_idx, vt, st, npos, nref, nalt)
-    return rows
+        inside = (start0[rows] >= span[0]) & (start0[rows] + rlen[rows] <= span[1])
+        for i in rows[~inside]:
+            status[i] = Status.OUTSIDE_FASTA.value
+        rows = rows[inside]
+        if not len(rows):
+            continue
+        lo, hi = int(start0[rows].min()), int((start0[rows] + rlen[rows]).max())
+        if hi - lo <= SPAN_FETCH_LIMIT:
+            seq = genome.fetch(c, lo, hi)
+            buf = np.frombuffer(seq.encode("ascii"), dtype=np.uint8)
+            single = rlen[rows] == 1
+            s_rows = rows[single]
+            want = np.frombuffer("".join(ref[i] for i in s_rows).encode("ascii"), dtype=np.uint8)
+            bad = buf[start0[s_rows] - lo] != want
+            for i in s_rows[bad]:
+                status[i] = Status.REF_MISMATCH.value
+            for i in rows[~single]:
+                a = int(start0[i]) - lo
+                if seq[a: a + int(rlen[i])] != ref[i]:
+                    status[i] = Status.REF_MISMATCH.value
+        else:
+            for i in rows:
+                a = int(start0[i])
+                if genome.fetch(c, a, a + int(rlen[i])) != ref[i]:
+                    status[i] = Status.REF_MISMATCH.value
+    return status
 
 
-def _append(rows, r_idx, chrom, pos, id_, ref, alt, a_idx, vt, st, npos, nref, nalt):
-    rows.record.append(r_idx)
-    rows.chrom.append(chrom)
-    rows.pos.append(pos)
-    rows.id.append(id_)
-    rows.ref.append(ref)
-    rows.alt.append(alt)
-    rows.allele_index.append(a_idx)
-    rows.variant_type.append(vt)
-    rows.status.append(st.value)
-    rows.norm_pos.append(npos)
-    rows.norm_ref.append(nref)
-    rows.norm_alt.append(nalt)
+def _normalized(df: pl.DataFrame) -> pl.DataFrame:
+    """Add norm_pos/norm_ref/norm_alt/variant_type; Python only for alleles that need trimming."""
+    R, A = pl.col("ref").str.to_uppercase(), pl.col("alt").str.to_uppercase()
+    st = pl.col("status")
+    skip = st.is_in([Status.MALFORMED_RECORD.value, Status.NO_ALT.value, Status.SYMBOLIC_ALLELE.value,
+                     Status.INVALID_ALLELE.value]) & ~((st == Status.NO_ALT.value) & (A == R))
+    snv = (R.str.len_chars() == 1) & (A.str.len_chars() == 1) & (R != A)
+    df = df.with_columns(
+        pl.when(skip).then(None).when(snv).then(pl.col("pos")).otherwise(None).alias("norm_pos"),
+        pl.when(skip).then(None).when(snv).then(R).otherwise(None).alias("norm_ref"),
+        pl.when(skip).then(None).when(snv).then(A).otherwise(None).alias("norm_alt"),
+        pl.when(st == Status.SYMBOLIC_ALLELE.value).then(pl.lit("symbolic"))
+        .when(skip).then(None).when(snv).then(pl.lit("snv")).otherwise(None).alias("variant_type"),
+        (~skip & ~snv).alias("_slow"),
+    )
+    slow = np.nonzero(df.get_column("_slow").to_numpy())[0]
+    if len(slow):
+        sub = df[slow]
+        npos, nref, nalt, vt = [], [], [], []
+        for p, r, a in zip(sub.get_column("pos").to_list(), sub.get_column("ref").to_list(),
+                           sub.get_column("alt").to_list()):
+            q, x, y = trim(p, r.upper(), a.upper())
+            npos.append(q)
+            nref.append(x)
+            nalt.append(y)
+            vt.append(classify(x, y))
+        idx = pl.Series(slow)
+        df = df.with_columns(
+            df.get_column("norm_pos").scatter(idx, npos),
+            df.get_column("norm_ref").scatter(idx, nref),
+            df.get_column("norm_alt").scatter(idx, nalt),
+            df.get_column("variant_type").scatter(idx, vt),
+        )
+    return df.drop("_slow")

@@ -77,8 +77,8 @@ def _count_header_lines(path: str) -> int | None:
 class VcfReader:
     """Iterate records of a VCF/VCF.gz/BCF file or ``-`` (stdin) in file order.
 
-    Each item is ``(variant, where)`` where ``where`` is a human-readable location
-    ("line 28", or "record 3 of region chr1:1-100") for error messages.
+    Each item is ``(variant, loc)``; ``describe(loc)`` turns ``loc`` into a human-readable
+    location ("line 28", or "record 3 of region chr1:1-100") for error messages.
     """
 
     def __init__(self, path: str | os.PathLike, regions: list[Region] | None = None, threads: int = 1):
@@ -103,17 +103,18 @@ class VcfReader:
         self.header_lines = _count_header_lines(self.path)
         self.seqnames = list(self.vcf.seqnames) if self.regions else []
 
-    def _where(self, n: int, region: str | None) -> str:
+    def describe(self, loc: tuple[int, str | None]) -> str:
+        n, region = loc
         if region is not None:
             return f"record {n} of region {region}"
         if self.header_lines is not None:
             return f"line {self.header_lines + n}"
         return f"record {n}"
 
-    def __iter__(self) -> Iterator[tuple[cyvcf2.Variant, str]]:
+    def __iter__(self) -> Iterator[tuple[cyvcf2.Variant, tuple[int, str | None]]]:
         if not self.regions:
             for n, v in enumerate(self.vcf, 1):
-                yield v, self._where(n, None)
+                yield v, (n, None)
             return
         seen: dict[str, list[tuple[int, int | None]]] = {}
         for reg in self.regions:
@@ -127,7 +128,7 @@ class VcfReader:
                 s = v.start
                 if any(a <= s and (b is None or s < b) for a, b in earlier):
                     continue  # already emitted by an overlapping earlier region
-                yield v, self._where(n, q)
+                yield v, (n, q)
             earlier.append((reg.start0, reg.end0))
 
     def close(self) -> None:

@@ -215,95 +215,78 @@ class SpliceAIScorer:
     def _passes(self, tasks: list[_Task], batch: AlleleBatch, genome: Genome):
         """Reference outputs per (key, site) and alt outputs per task, averaged over the 5 models.
 
-        Reference: sites of one key are grouped (at most ``MAX_SITES`` within ``GROUP_SPAN`` nt) and
-        each group is one valid pass over its span.  Alts of the same length as REF are computed
-        from the activations they change only (:meth:`SpliceAIModel.forward_cone`); other alts
-        run on their whole window.
+        Reference: the sites of one key are grouped (at most ``MAX_SITES`` within ``GROUP_SPAN``
+        nt) and each group is one valid pass over its span, which also keeps the activations the
+        alts will read.  Every alt is then computed from the activations it changes only
+        (:meth:`SpliceAIModel.forward_cone`), batched by (REF length, ALT length).
         """
         D, ctx = self.opt.distance, self.context
         W = 2 * ctx + 2 * D + 1
-        sites_by_key: dict[tuple, list[int]] = {}
-        for t in tasks:
-            sites_by_key.setdefault(t.key, []).append(int(batch.pos1[t.allele]))
-        groups = []  # (key, [sites])
+        pos_of = [int(batch.pos1[t.allele]) for t in tasks]
+        shape_of = [(len(batch.ref[t.allele]), len(batch.alt[t.allele])) for t in tasks]
+        sites_by_key: dict[tuple, set[int]] = {}
+        for t, p in zip(tasks, pos_of):
+            sites_by_key.setdefault(t.key, set()).add(p)
+        groups: list[tuple[tuple, list[int]]] = []
         for key, ps in sites_by_key.items():
             cur: list[int] = []
-            for p in sorted(set(ps)):
+            for p in sorted(ps):
                 if cur and (p - cur[0] > GROUP_SPAN or len(cur) == MAX_SITES):
                     groups.append((key, cur))
                     cur = []
                 cur.append(p)
             groups.append((key, cur))
-        site_index = {(key, p): (g, j) for g, (key, ps) in enumerate(groups) for j, p in enumerate(ps)}
-        cone_tasks = [j for j, t in enumerate(tasks) if len(batch.ref[t.allele]) == len(batch.alt[t.allele])]
-        cone_by_group: dict[int, list[int]] = {}
-        for j in cone_tasks:
-            cone_by_group.setdefault(site_index[(tasks[j].key, int(batch.pos1[tasks[j].allele]))][0], []).append(j)
-        full_tasks = [j for j, t in enumerate(tasks) if len(batch.ref[t.allele]) != len(batch.alt[t.allele])]
-
-        # inputs, built once: group segments, and whole alt windows for indels
+        group_of = {(key, p): g for g, (key, ps) in enumerate(groups) for p in ps}
+        tasks_by_group: dict[int, list[int]] = {}
+        for j, t in enumerate(tasks):
+            tasks_by_group.setdefault(group_of[(t.key, pos_of[j])], []).append(j)
         seg_seq = [self._window(genome, key, ps[0] - D - ctx, ps[-1] + D + ctx) for key, ps in groups]
-        full_seq = {}
-        for j in full_tasks:
-            t = tasks[j]
-            pos, ref, alt = int(batch.pos1[t.allele]), batch.ref[t.allele], batch.alt[t.allele]
-            w = self._window(genome, t.key, pos - D - ctx, pos + D + ctx)
-            full_seq[j] = w[: D + ctx] + alt + w[D + ctx + len(ref):]
+        by_shape: dict[tuple[int, bool], list[int]] = {}
+        for g, (key, _) in enumerate(groups):
+            by_shape.setdefault((len(seg_seq[g]), key[1] == "-"), []).append(g)
 
         ref_sum: dict[tuple, np.ndarray] = {}
         alt_sum: list[np.ndarray | None] = [None] * len(tasks)
-
-        def add(store, k, y):
-            store[k] = y if store[k] is None else store[k] + y
-
         for member in self.model.members:
-            ref_acc: dict[tuple, np.ndarray | None] = {k: None for k in site_index}
-            # reference passes, batched by (segment length, strand)
-            by_shape: dict[tuple, list[int]] = {}
-            for g, (key, ps) in enumerate(groups):
-                by_shape.setdefault((len(seg_seq[g]), key[1] == "-"), []).append(g)
+            geoms: dict[tuple[int, int, bool], object] = {}
             for (lin, rev), gs in by_shape.items():
                 for s0 in range(0, len(gs), self.opt.batch_size):
                     gb = gs[s0: s0 + self.opt.batch_size]
-                    # geometry per distinct cone-alt length among these groups' tasks
-                    reqs: dict[int, _StashRequest] = {}
+                    # one stash request per allele shape; a row per (site, shape)
+                    reqs: dict[tuple[int, int], _StashRequest] = {}
                     row_of: dict[tuple, int] = {}
-                    tasks_of: dict[int, list[int]] = {}
-                    for j in (j for g in gb for j in cone_by_group.get(g, ())):
-                        t = tasks[j]
-                        pos = int(batch.pos1[t.allele])
-                        g = site_index[(t.key, pos)][0]
-                        vlen = len(batch.ref[t.allele])
-                        tasks_of.setdefault(vlen, []).append(j)
-                        if vlen not in reqs:
-                            v0 = D + ctx + 1 - vlen if rev else D + ctx
-                            reqs[vlen] = _StashRequest(member.cone_geometry(W, v0, v0 + vlen), [], {})
-                        if (vlen, t.key, pos) not in row_of:
-                            b = gb.index(g)
-                            o = pos - groups[g][1][0]
-                            o = lin - W - o if rev else o
-                            row_of[(vlen, t.key, pos)] = len(reqs[vlen].sites)
-                            reqs[vlen].sites.append((b, o))
+                    for b, g in enumerate(gb):
+                        first = groups[g][1][0]
+                        for j in tasks_by_group.get(g, ()):
+                            shp, p = shape_of[j], pos_of[j]
+                            if shp not in reqs:
+                                gk = (*shp, rev)
+                                if gk not in geoms:
+                                    v0 = W - (D + ctx) - shp[0] if rev else D + ctx
+                                    geoms[gk] = member.cone_geometry(W, v0, *shp)
+                                reqs[shp] = _StashRequest(geoms[gk], [], {})
+                            if (shp, g, p) not in row_of:
+                                o = p - first
+                                row_of[(shp, g, p)] = len(reqs[shp].sites)
+                                reqs[shp].sites.append((b, lin - W - o if rev else o))
                     seqs = [seg_seq[g] for g in gb]
                     if rev:
                         seqs = [reverse_complement(x) for x in seqs]
                     x = torch.from_numpy(one_hot(seqs)).to(self.device, self.dtype)
                     with torch.inference_mode():
                         y = member(x, stash=list(reqs.values())).float()
-                    if rev:
-                        y = y.flip(-1)
-                    y = y.cpu().numpy()
+                    y = (y.flip(-1) if rev else y).cpu().numpy()
                     for b, g in enumerate(gb):
                         key, ps = groups[g]
                         for p in ps:
                             o = p - ps[0]
-                            ref_acc[(key, p)] = np.ascontiguousarray(y[b, :, o: o + 2 * D + 1])
-                    # cone alts of these groups
-                    for vlen, req in reqs.items():
-                        js = tasks_of[vlen]
+                            yr = np.ascontiguousarray(y[b, :, o: o + 2 * D + 1])
+                            ref_sum[(key, p)] = yr if (key, p) not in ref_sum else ref_sum[(key, p)] + yr
+                    for shp, req in reqs.items():
+                        js = [j for g in gb for j in tasks_by_group.get(g, ()) if shape_of[j] == shp]
                         for a0 in range(0, len(js), self.opt.batch_size):
                             jb = js[a0: a0 + self.opt.batch_size]
-                            rows = torch.tensor([row_of[(vlen, tasks[j].key, int(batch.pos1[tasks[j].allele]))]
+                            rows = torch.tensor([row_of[(shp, group_of[(tasks[j].key, pos_of[j])], pos_of[j])]
                                                  for j in jb])
                             alts = [batch.alt[tasks[j].allele] for j in jb]
                             if rev:
@@ -312,31 +295,12 @@ class SpliceAIScorer:
                             ref = {m: v.index_select(0, rows.to(v.device)) for m, v in req.values.items()}
                             with torch.inference_mode():
                                 ya = member.forward_cone(xa, ref, req.geom).float()
-                            if rev:
-                                ya = ya.flip(-1)
-                            ya = ya.cpu().numpy()
+                            ya = (ya.flip(-1) if rev else ya).cpu().numpy()
                             for r, j in enumerate(jb):
-                                add(alt_sum, j, np.ascontiguousarray(ya[r]))
+                                yj = np.ascontiguousarray(ya[r])
+                                alt_sum[j] = yj if alt_sum[j] is None else alt_sum[j] + yj
                     del reqs
-            for k, y in ref_acc.items():
-                ref_sum[k] = y if k not in ref_sum else ref_sum[k] + y
-            # indels: whole alt windows
-            by_len: dict[tuple, list[int]] = {}
-            for j in full_tasks:
-                by_len.setdefault((len(full_seq[j]), tasks[j].key[1] == "-"), []).append(j)
-            for (_, rev), js in by_len.items():
-                for a0 in range(0, len(js), self.opt.batch_size):
-                    jb = js[a0: a0 + self.opt.batch_size]
-                    seqs = [full_seq[j] for j in jb]
-                    if rev:
-                        seqs = [reverse_complement(x) for x in seqs]
-                    x = torch.from_numpy(one_hot(seqs)).to(self.device, self.dtype)
-                    with torch.inference_mode():
-                        y = member(x).float()
-                    if rev:
-                        y = y.flip(-1)
-                    y = y.cpu().numpy()
-                    for r, j in enumerate(jb):
-                        add(alt_sum, j, np.ascontiguousarray(y[r]))
         k = np.float32(len(self.model.members))
         return ({key: y / k for key, y in ref_sum.items()}, [y / k for y in alt_sum])
+
+
