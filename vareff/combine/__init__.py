@@ -1,0 +1,1 @@
+"""Combining evidence: one calibratable ``priority`` per allele (:mod:`vareff.combine.priority`)."""
