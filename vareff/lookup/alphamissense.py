@@ -9,8 +9,8 @@ file                               rows           columns after ``#CHROM POS REF
 ``AlphaMissense_hg38.tsv.gz``      71,697,556     ``uniprot_id transcript_id protein_variant
                                                   am_pathogenicity am_class``
 ``AlphaMissense_hg19.tsv.gz``      ~71.7 M        same as hg38
-``AlphaMissense_isoforms_hg38``    ~216 M         ``transcript_id protein_variant
-``.tsv.gz``                                       am_pathogenicity am_class`` (no UniProt id)
+``AlphaMissense_isoforms_hg38``    more (every    ``transcript_id protein_variant
+``.tsv.gz``                        isoform)       am_pathogenicity am_class`` (no UniProt id)
 =================================  =============  ==========================================
 
 Each starts with comment lines (copyright, licence) and a ``#CHROM ...`` header line.
@@ -21,8 +21,8 @@ nothing and a query touches only the pages it needs; a lookup is a binary search
 (:func:`numpy.searchsorted`) of a 32-bit allele key per contig, then a gather of the
 payload columns for the hits.  Strings (transcript, UniProt id, class) are stored
 dictionary-encoded and the protein variant as ``(protein_ref, protein_pos,
-protein_alt)``, which is what keeps the 71.7 M-row table at about 1.7 GB and the
-lookup at millions of alleles per second.
+protein_alt)``, which is what keeps the 71.7 M-row table at about 1.7 GB (24 bytes per
+row) and the lookup at millions of alleles per second.
 
 Table layout (the file is an ordinary Arrow IPC file; ``polars.scan_ipc`` reads it):
 
