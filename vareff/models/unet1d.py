@@ -1,0 +1,150 @@
+"""The 1D U-Net segmentation head of SegmentNT (the head only; the trunk is :mod:`vareff.models.esm`).
+
+Published architecture (InstaDeep ``UNET1DSegmentationHead``; channels-first here)::
+
+    x: (B, C_in, T)                              T divisible by 2^levels
+    down i (i = 0..levels-1):  [Conv1d(k3, same) -> SiLU] x n  -> skip_i ;  AvgPool(2, 2)
+    up   j (j = 0..levels-1):  [ConvTranspose1d(k3, stride 1, pad 1) -> SiLU] x n ;
+                               nearest x2 upsample ;  + skip_{levels-1-j}
+    final:                     [Conv1d(k3, same) -> SiLU] x (n-1) ; Conv1d(k3, same)   (no activation)
+    -> (B, C_out, T)
+
+Channels: level i has ``channels[i]`` (SegmentNT: C, 2C); up block j maps ``channels[-1]`` (j = 0)
+or ``channels[-j]`` to ``channels[-1-j]``; the final block maps ``channels[0]`` to ``out_channels``
+(SegmentNT: 2 * (C // 2)).  There is no bottleneck block between the two paths.  Every conv has a
+bias.  Weights are in torch layout: ``Conv1d`` (out, in, k), ``ConvTranspose1d`` (in, out, k).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["UNet1DConfig", "UNet1D"]
+
+
+@dataclass(frozen=True)
+class UNet1DConfig:
+    """Shape of a 1D U-Net head.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input (the trunk's hidden size).
+    channels : tuple of int
+        Output channels of each down level (SegmentNT: ``(C, 2C)``); the number of levels is its length.
+    out_channels : int
+        Channels of the final block (SegmentNT: ``2 * (C // 2)``).
+    convs_per_block : int
+        Convolutions per block (2).
+    kernel_size : int
+        Odd kernel size (3), "same" padding.
+    """
+
+    in_channels: int
+    channels: tuple[int, ...]
+    out_channels: int
+    convs_per_block: int = 2
+    kernel_size: int = 3
+
+    @property
+    def levels(self) -> int:
+        return len(self.channels)
+
+    def up_channels(self) -> list[tuple[int, int]]:
+        """(in, out) channels of each up block, deepest first."""
+        rev = tuple(reversed(self.channels))
+        ins = (self.channels[-1],) + rev[:-1]
+        return list(zip(ins, rev))
+
+
+def _convs(cls, c_in: int, c_out: int, n: int, k: int) -> nn.ModuleList:
+    return nn.ModuleList(cls(c_in if i == 0 else c_out, c_out, k, padding=k // 2) for i in range(n))
+
+
+class DownBlock(nn.Module):
+    """Convs + SiLU, then 2x average pooling; returns (pooled, skip)."""
+
+    def __init__(self, c_in: int, c_out: int, n: int, k: int):
+        super().__init__()
+        self.convs = _convs(nn.Conv1d, c_in, c_out, n, k)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for conv in self.convs:
+            x = F.silu(conv(x))  # (B, c_out, L)
+        return F.avg_pool1d(x, 2, 2), x  # (B, c_out, L/2), skip (B, c_out, L)
+
+
+class UpBlock(nn.Module):
+    """Transposed convs + SiLU, then nearest 2x upsampling."""
+
+    def __init__(self, c_in: int, c_out: int, n: int, k: int):
+        super().__init__()
+        self.convs = _convs(nn.ConvTranspose1d, c_in, c_out, n, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = F.silu(conv(x))  # (B, c_out, L)
+        return torch.repeat_interleave(x, 2, dim=-1)  # (B, c_out, 2L): each position twice
+
+
+class FinalBlock(nn.Module):
+    """Convs with SiLU between them and none after the last."""
+
+    def __init__(self, c_in: int, c_out: int, n: int, k: int):
+        super().__init__()
+        self.convs = _convs(nn.Conv1d, c_in, c_out, n, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, conv in enumerate(self.convs):
+            x = conv(x)
+            if i < len(self.convs) - 1:
+                x = F.silu(x)
+        return x
+
+
+class UNet1D(nn.Module):
+    """1D U-Net: (B, in_channels, T) -> (B, out_channels, T); T must be divisible by ``2**levels``."""
+
+    def __init__(self, cfg: UNet1DConfig):
+        super().__init__()
+        self.cfg = cfg
+        n, k = cfg.convs_per_block, cfg.kernel_size
+        ins = (cfg.in_channels,) + tuple(cfg.channels[:-1])
+        self.down = nn.ModuleList(DownBlock(i, o, n, k) for i, o in zip(ins, cfg.channels))
+        self.up = nn.ModuleList(UpBlock(i, o, n, k) for i, o in cfg.up_channels())
+        self.final = FinalBlock(cfg.channels[0], cfg.out_channels, n, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.shape[-1]
+        if T % (2 ** self.cfg.levels):
+            raise ValueError(f"U-Net input length {T} is not divisible by 2^{self.cfg.levels}; "
+                             f"SegmentNT needs a number of 6-mer tokens divisible by {2 ** self.cfg.levels}")
+        skips = []
+        for block in self.down:
+            x, skip = block(x)
+            skips.append(skip)
+        for block, skip in zip(self.up, reversed(skips)):
+            x = block(x) + skip  # (B, c, L)
+        return self.final(x)  # (B, out_channels, T)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Parameter name -> shape (for checkpoint checks)."""
+        return {k: tuple(v.shape) for k, v in self.state_dict().items()}
+
+    def flops(self, T: int) -> float:
+        """Forward FLOPs at input length T (convolutions only)."""
+        total, L = 0.0, T
+        cfg = self.cfg
+        ins = (cfg.in_channels,) + tuple(cfg.channels[:-1])
+        for i, o in zip(ins, cfg.channels):
+            total += 2 * L * cfg.kernel_size * (i * o + (cfg.convs_per_block - 1) * o * o)
+            L //= 2
+        for i, o in cfg.up_channels():
+            total += 2 * L * cfg.kernel_size * (i * o + (cfg.convs_per_block - 1) * o * o)
+            L *= 2
+        c0 = cfg.channels[0]
+        total += 2 * L * cfg.kernel_size * (c0 * cfg.out_channels + (cfg.convs_per_block - 1) * cfg.out_channels ** 2)
+        return total
