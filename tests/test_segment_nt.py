@@ -45,7 +45,7 @@ def test_unet_module_equals_reference(channels, levels, T):
     x = torch.randn(2, 1 + T, channels)  # trunk-shaped input incl. <cls>
     ref = nf.reference_segment_head(x, sd, 3, levels)  # (B, 6T, 3, 2)
     with torch.no_grad():
-        y = torch.nn.functional.silu(unet(x[:, 1:].transpose(1, 2))).transpose(1, 2)
+        y = torch.nn.functional.silu(unet(x[:, 1:]))  # channels last
         got = (y @ sd["fc.weight"].T + sd["fc.bias"]).reshape(2, 6 * T, 3, 2)
     assert (got.double() - ref).abs().max() < TOL
 

@@ -3,9 +3,10 @@
 Shapes (B batch, T DNA tokens, C hidden, F features, k = 6 nucleotides per token)::
 
     ids (B, 1 + T)  --trunk-->  hidden (B, 1 + T, C)           after the final LayerNorm
-    drop <cls>, transpose       (B, C, T)
-    U-Net (2 levels: C, 2C)     (B, 2 (C // 2), T)   then SiLU
-    transpose, Linear           (B, T, k * F * 2)     per token: (nucleotide 0..k-1, feature, class)
+    drop <cls>                  (B, T, C)             (the published code transposes to channels-first;
+                                                       vareff's U-Net works channels-last)
+    U-Net (2 levels: C, 2C)     (B, T, 2 (C // 2))    then SiLU
+    Linear                      (B, T, k * F * 2)     per token: (nucleotide 0..k-1, feature, class)
     reshape                     (B, k T, F, 2)        row j = nucleotide j of the input
     softmax over the 2 classes, class 1  ->  probabilities (B, k T, F)
 
@@ -163,9 +164,9 @@ class SegmentNTHead(nn.Module):
         cd = self.fc.weight.dtype
         B, T1, C = hidden.shape
         T = T1 - 1
-        x = hidden[:, 1:].to(cd).transpose(1, 2)  # (B, C, T): <cls> dropped, channels first
-        x = F.silu(self.unet(x))  # (B, C', T)
-        x = self.fc(x.transpose(1, 2))  # (B, T, k*F*2)
+        x = hidden[:, 1:].to(cd)  # (B, T, C): <cls> dropped
+        x = F.silu(self.unet(x))  # (B, T, C')
+        x = self.fc(x)  # (B, T, k*F*2)
         return x.float().reshape(B, T * self.cfg.kmer, self.cfg.num_features, 2)  # (B, kT, F, 2)
 
 

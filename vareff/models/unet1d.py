@@ -1,18 +1,22 @@
 """The 1D U-Net segmentation head of SegmentNT (the head only; the trunk is :mod:`vareff.models.esm`).
 
-Published architecture (InstaDeep ``UNET1DSegmentationHead``; channels-first here)::
+Published architecture (InstaDeep ``UNET1DSegmentationHead``)::
 
-    x: (B, C_in, T)                              T divisible by 2^levels
+    x: (B, T, C_in)  channels last               T divisible by 2^levels
     down i (i = 0..levels-1):  [Conv1d(k3, same) -> SiLU] x n  -> skip_i ;  AvgPool(2, 2)
     up   j (j = 0..levels-1):  [ConvTranspose1d(k3, stride 1, pad 1) -> SiLU] x n ;
                                nearest x2 upsample ;  + skip_{levels-1-j}
     final:                     [Conv1d(k3, same) -> SiLU] x (n-1) ; Conv1d(k3, same)   (no activation)
-    -> (B, C_out, T)
+    -> (B, T, C_out)
 
 Channels: level i has ``channels[i]`` (SegmentNT: C, 2C); up block j maps ``channels[-1]`` (j = 0)
 or ``channels[-j]`` to ``channels[-1-j]``; the final block maps ``channels[0]`` to ``out_channels``
 (SegmentNT: 2 * (C // 2)).  There is no bottleneck block between the two paths.  Every conv has a
-bias.  Weights are in torch layout: ``Conv1d`` (out, in, k), ``ConvTranspose1d`` (in, out, k).
+bias.  Weights are kept in torch layout (``Conv1d`` (out, in, k), ``ConvTranspose1d`` (in, out, k)),
+but every convolution is computed channels-last as one matrix multiply over the k shifted copies
+of the input (im2col): a stride-1 transposed convolution with padding (k-1)/2 is the convolution
+with the kernel flipped and in/out swapped.  This keeps the trunk's (B, T, C) layout end to end
+and runs the head at GEMM speed in bfloat16 on CPUs, where the conv kernels are slow.
 """
 from __future__ import annotations
 
@@ -64,6 +68,35 @@ def _convs(cls, c_in: int, c_out: int, n: int, k: int) -> nn.ModuleList:
     return nn.ModuleList(cls(c_in if i == 0 else c_out, c_out, k, padding=k // 2) for i in range(n))
 
 
+def conv_same(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+    """Stride-1 'same' convolution of channels-last ``x`` (B, T, C_in) -> (B, T, C_out) as one GEMM.
+
+    ``conv`` is an ``nn.Conv1d`` (weight (out, in, k)) or an ``nn.ConvTranspose1d`` with stride 1 and
+    padding (k-1)/2 (weight (in, out, k)), which equals the convolution with the flipped kernel.
+    """
+    w2 = _gemm_weight(conv)  # (C_out, k*C_in)
+    k = conv.kernel_size[0]
+    B, T, _ = x.shape
+    xp = F.pad(x, (0, 0, k // 2, k // 2))  # (B, T + k - 1, C_in): zero padding in time
+    cols = torch.cat([xp[:, j:j + T] for j in range(k)], dim=-1)  # (B, T, k*C_in): tap j, channel i at j*C_in + i
+    return F.linear(cols, w2, conv.bias)  # (B, T, C_out)
+
+
+def _gemm_weight(conv: nn.Module) -> torch.Tensor:
+    """The conv kernel as a (C_out, k*C_in) GEMM matrix (tap-major), cached until the weight changes."""
+    w = conv.weight
+    key = (w.data_ptr(), w.dtype, w.device, w._version)
+    cached = getattr(conv, "_gemm_cache", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    if isinstance(conv, nn.ConvTranspose1d):
+        w = w.transpose(0, 1).flip(-1)  # (out, in, k): stride-1 transposed conv = conv with flipped kernel
+    c_out, c_in, k = w.shape
+    w2 = w.permute(0, 2, 1).reshape(c_out, k * c_in).contiguous()  # element [o, j*C_in + i] = w[o, i, j]
+    object.__setattr__(conv, "_gemm_cache", (key, w2))  # a plain attribute: not a parameter or buffer
+    return w2
+
+
 class DownBlock(nn.Module):
     """Convs + SiLU, then 2x average pooling; returns (pooled, skip)."""
 
@@ -73,8 +106,9 @@ class DownBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         for conv in self.convs:
-            x = F.silu(conv(x))  # (B, c_out, L)
-        return F.avg_pool1d(x, 2, 2), x  # (B, c_out, L/2), skip (B, c_out, L)
+            x = F.silu(conv_same(x, conv))  # (B, L, c_out)
+        B, L, C = x.shape
+        return x.view(B, L // 2, 2, C).mean(2), x  # (B, L/2, c_out), skip (B, L, c_out)
 
 
 class UpBlock(nn.Module):
@@ -86,8 +120,8 @@ class UpBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.convs:
-            x = F.silu(conv(x))  # (B, c_out, L)
-        return torch.repeat_interleave(x, 2, dim=-1)  # (B, c_out, 2L): each position twice
+            x = F.silu(conv_same(x, conv))  # (B, L, c_out)
+        return torch.repeat_interleave(x, 2, dim=1)  # (B, 2L, c_out): each position twice
 
 
 class FinalBlock(nn.Module):
@@ -99,14 +133,14 @@ class FinalBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, conv in enumerate(self.convs):
-            x = conv(x)
+            x = conv_same(x, conv)  # (B, L, c_out)
             if i < len(self.convs) - 1:
                 x = F.silu(x)
         return x
 
 
 class UNet1D(nn.Module):
-    """1D U-Net: (B, in_channels, T) -> (B, out_channels, T); T must be divisible by ``2**levels``."""
+    """1D U-Net, channels last: (B, T, in_channels) -> (B, T, out_channels); T divisible by ``2**levels``."""
 
     def __init__(self, cfg: UNet1DConfig):
         super().__init__()
@@ -118,7 +152,7 @@ class UNet1D(nn.Module):
         self.final = FinalBlock(cfg.channels[0], cfg.out_channels, n, k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        T = x.shape[-1]
+        T = x.shape[1]
         if T % (2 ** self.cfg.levels):
             raise ValueError(f"U-Net input length {T} is not divisible by 2^{self.cfg.levels}; "
                              f"SegmentNT needs a number of 6-mer tokens divisible by {2 ** self.cfg.levels}")
@@ -127,8 +161,8 @@ class UNet1D(nn.Module):
             x, skip = block(x)
             skips.append(skip)
         for block, skip in zip(self.up, reversed(skips)):
-            x = block(x) + skip  # (B, c, L)
-        return self.final(x)  # (B, out_channels, T)
+            x = block(x) + skip  # (B, L, c)
+        return self.final(x)  # (B, T, out_channels)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Parameter name -> shape (for checkpoint checks)."""
