@@ -17,7 +17,7 @@ def score_vcf(
     output: str | os.PathLike | Sequence[str | os.PathLike],
     *,
     fasta: str | os.PathLike | None = None,
-    models: Sequence[str] = ("spliceai",),
+    models: Sequence[str] | None = None,
     output_format: str | None = None,
     regions: Sequence[str] = (),
     contig_map: Sequence[str] = (),
@@ -36,6 +36,8 @@ def score_vcf(
     alphamissense: str | None = None,
     am_transcript: str | None = None,
     annotation: str | None = None,
+    annotation_transcripts: str = "all",
+    priority: str | None = None,
     progress: bool = False,
     model_options: dict | None = None,
     command: str | None = None,
@@ -52,7 +54,17 @@ def score_vcf(
     fasta
         Reference FASTA with a .fai index; required when ``models`` is not empty.
     models
-        Bundled backend names (``"spliceai"``) or local checkpoint directories.
+        Bundled backend names (``"spliceai"``) or local checkpoint directories.  Default:
+        ``["spliceai"]``, or none when a lookup (``alphamissense``/``annotation``) is asked
+        for — a lookup-only run needs no FASTA.
+    alphamissense, am_transcript
+        A table built by ``vareff am-build``; optionally the transcript id(s) to match
+        (comma-separated, version ignored), as VEP's ``transcript_match``.
+    annotation, annotation_transcripts
+        GTF/GFF3/SpliceAI gene table for ``gene`` and ``region_class``; ``"all"`` or
+        ``"canonical"`` transcripts.
+    priority
+        JSON written by ``vareff calibrate`` (default: uncalibrated maps).
     contig_map
         ``CHROM=FASTA_CONTIG[+OFFSET]`` entries for FASTAs that hold a slice of a chromosome.
     chunk_size
@@ -66,6 +78,7 @@ def score_vcf(
         Counts per status, alleles/s and the outputs written.  Every input allele is
         in every output with a ``status`` (see :class:`vareff.errors.Status`).
     """
+    models = default_models(models, alphamissense, annotation)
     outs = [output] if isinstance(output, (str, os.PathLike)) else list(output)
     specs = tuple(OutputSpec(os.fspath(o), infer_format(os.fspath(o), output_format)) for o in outs)
     cfg = RunConfig(
@@ -75,17 +88,25 @@ def score_vcf(
         max_allele_length=max_allele_length, progress=progress, spliceai_distance=spliceai_distance,
         spliceai_mask=spliceai_mask, spliceai_annotation=spliceai_annotation, spliceai_weights=spliceai_weights,
         alphamissense=alphamissense, am_transcript=am_transcript, annotation=annotation,
+        annotation_transcripts=annotation_transcripts, priority=priority,
         command=command if command is not None else "vareff.score_vcf(...)",
         model_options=dict(model_options or {}),
     )
     return run(cfg)
 
 
+def default_models(models: Sequence[str] | None, alphamissense, annotation) -> tuple[str, ...]:
+    """``models`` as given; if None, SpliceAI unless the run is a lookup-only one."""
+    if models is not None:
+        return tuple(models)
+    return () if (alphamissense or annotation) else ("spliceai",)
+
+
 def score_variants(
     variants: pl.DataFrame,
     *,
     fasta: str | os.PathLike | None = None,
-    models: Sequence[str] = ("spliceai",),
+    models: Sequence[str] | None = None,
     **options,
 ) -> pl.DataFrame:
     """Score a DataFrame of alleles and return one row per allele with the score columns.
@@ -98,8 +119,9 @@ def score_variants(
     if missing:
         raise InputError(f"score_variants: the DataFrame lacks columns {sorted(missing)}",
                          "it needs chrom, pos (1-based), ref and alt")
+    models = default_models(models, options.get("alphamissense"), options.get("annotation"))
     cfg = RunConfig(input="-", outputs=(OutputSpec("<memory>", "parquet"),),
-                    fasta=os.fspath(fasta) if fasta else None, models=tuple(models), **options)
+                    fasta=os.fspath(fasta) if fasta else None, models=models, **options)
     pipe = Pipeline(cfg, build_scorers(cfg), open_genome(cfg), build_lookups(cfg))
     ids = variants["id"].to_list() if "id" in variants.columns else [None] * variants.height
     records = [
@@ -114,3 +136,27 @@ def score_variants(
     if not tables:
         return pl.from_arrow(pipe.schema.empty_table())
     return pl.concat(tables)
+
+
+def calibrate_vcf(labelled_vcf: str | os.PathLike, output: str | os.PathLike, **score_options):
+    """Fit the priority maps on a ClinVar-labelled VCF and save them as JSON.
+
+    The VCF is scored with ``score_options`` (as :func:`score_vcf`), its ``CLNSIG`` turned into
+    labels (pathogenic / likely pathogenic = 1, benign / likely benign = 0, others ignored) and
+    one monotone map per evidence kind fitted (:func:`vareff.combine.priority.calibrate`).
+    Returns the :class:`~vareff.combine.priority.PriorityModel`.
+    """
+    import tempfile
+
+    from vareff.combine.priority import calibrate, clinvar_labels
+
+    with tempfile.TemporaryDirectory(prefix="vareff-calibrate-") as tmp:
+        scored_path = os.path.join(tmp, "scored.parquet")
+        score_vcf(labelled_vcf, scored_path, **score_options)
+        scored = pl.read_parquet(scored_path)
+    labels = clinvar_labels(labelled_vcf).select("chrom", "pos", "ref", "alt", "label").unique(
+        ["chrom", "pos", "ref", "alt"], keep="first")
+    joined = scored.join(labels, on=["chrom", "pos", "ref", "alt"], how="left")
+    model = calibrate(joined, info={"labelled_vcf": os.path.basename(os.fspath(labelled_vcf))})
+    model.save(output)
+    return model

@@ -14,15 +14,23 @@ log = logging.getLogger("vareff")
 def _score_parser(sub) -> None:
     p = sub.add_parser("score", help="score the alleles of a VCF/BCF with one or more models",
                        description="Score every allele of INPUT (VCF, VCF.gz, BCF, or - for stdin).")
-    p.add_argument("input", help="VCF/VCF.gz/BCF, or - for stdin")
+    _score_parser_options(p, calibrate=False)
+    p.set_defaults(func=_cmd_score)
+
+
+def _score_parser_options(p, calibrate: bool) -> None:
+    p.add_argument("input", help="VCF/VCF.gz/BCF, or - for stdin" if not calibrate else "VCF with ClinVar CLNSIG")
     p.add_argument("-f", "--fasta", help="reference FASTA (with .fai); needed when a model runs")
     p.add_argument("-m", "--model", action="append", dest="models", metavar="MODEL",
                    help="bundled model name (spliceai) or local checkpoint directory; repeatable "
-                        "(default: spliceai)")
-    p.add_argument("-o", "--output", action="append", required=True, metavar="OUT",
-                   help="output path; repeatable (.parquet, .vcf, .vcf.gz, .tsv)")
-    p.add_argument("-O", "--output-format", choices=["parquet", "vcf", "tsv"],
-                   help="output format (default: from the extension)")
+                        "(default: spliceai, or none for a lookup-only run with --alphamissense/--annotation)")
+    if calibrate:
+        p.add_argument("-o", "--output", required=True, metavar="JSON", help="where to write the priority maps")
+    else:
+        p.add_argument("-o", "--output", action="append", required=True, metavar="OUT",
+                       help="output path; repeatable (.parquet, .vcf, .vcf.gz, .tsv)")
+        p.add_argument("-O", "--output-format", choices=["parquet", "vcf", "tsv"],
+                       help="output format (default: from the extension)")
     p.add_argument("-r", "--region", action="append", default=[], metavar="CHR:START-END",
                    help="only records in this region (1-based, inclusive); repeatable; needs an index")
     p.add_argument("--contig-map", action="append", default=[], metavar="CHROM=CONTIG[+OFFSET]",
@@ -33,7 +41,9 @@ def _score_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and decompression")
     p.add_argument("--chunk-size", type=int, default=2000,
                    help="records per chunk, the unit of writes and of --resume (default: 2000)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished chunk")
+    if not calibrate:
+        p.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run from its last finished chunk")
     p.add_argument("--skip-malformed", action="store_true",
                    help="keep going past unparseable records (status malformed_record) instead of stopping")
     p.add_argument("--max-allele-length", type=int, default=1000,
@@ -46,24 +56,62 @@ def _score_parser(sub) -> None:
                    help="SpliceAI gene table (default: grch38, from the spliceai wheel)")
     p.add_argument("--spliceai-weights", default=None, metavar="DIR",
                    help="folder with spliceai1.h5..spliceai5.h5 (default: the installed spliceai wheel)")
+    _lookup_options(p, with_priority=not calibrate)
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
-    p.set_defaults(func=_cmd_score)
+
+
+def _lookup_options(p, with_priority: bool) -> None:
+    p.add_argument("--alphamissense", metavar="TABLE", help="AlphaMissense table built by `vareff am-build`")
+    p.add_argument("--am-transcript", metavar="ID[,ID...]",
+                   help="only AlphaMissense rows of these transcripts (version ignored), as VEP's transcript_match")
+    p.add_argument("--annotation", metavar="GTF|GFF3|TABLE",
+                   help="gene model for the gene and region_class columns (GENCODE/Ensembl GTF or GFF3, "
+                        "or a SpliceAI gene table)")
+    p.add_argument("--annotation-transcripts", choices=["all", "canonical"], default="all",
+                   help="transcripts used for region classes (default: all)")
+    if with_priority:
+        p.add_argument("--priority", metavar="JSON",
+                       help="priority maps from `vareff calibrate` (default: uncalibrated)")
+
+
+def _score_kwargs(args) -> dict:
+    return dict(
+        fasta=args.fasta, models=args.models, regions=args.region, contig_map=args.contig_map, device=args.device,
+        dtype=args.dtype, batch_size=args.batch_size, threads=args.threads, chunk_size=args.chunk_size,
+        skip_malformed=args.skip_malformed, max_allele_length=args.max_allele_length,
+        spliceai_distance=args.spliceai_distance, spliceai_mask=args.spliceai_mask,
+        spliceai_annotation=args.spliceai_annotation, spliceai_weights=args.spliceai_weights,
+        alphamissense=args.alphamissense, am_transcript=args.am_transcript, annotation=args.annotation,
+        annotation_transcripts=args.annotation_transcripts, priority=getattr(args, "priority", None),
+        progress=not args.no_progress,
+    )
 
 
 def _cmd_score(args, argv) -> int:
     from vareff.api import score_vcf
     from vareff.write.vcf import format_command
 
-    summary = score_vcf(
-        args.input, args.output, fasta=args.fasta, models=args.models or ["spliceai"],
-        output_format=args.output_format, regions=args.region, contig_map=args.contig_map, device=args.device,
-        dtype=args.dtype, batch_size=args.batch_size, threads=args.threads, chunk_size=args.chunk_size,
-        resume=args.resume, skip_malformed=args.skip_malformed, max_allele_length=args.max_allele_length,
-        spliceai_distance=args.spliceai_distance, spliceai_mask=args.spliceai_mask,
-        spliceai_annotation=args.spliceai_annotation, spliceai_weights=args.spliceai_weights,
-        progress=not args.no_progress, command=format_command(["vareff", *argv]),
-    )
+    summary = score_vcf(args.input, args.output, output_format=args.output_format, resume=args.resume,
+                        command=format_command(["vareff", *argv]), **_score_kwargs(args))
     log.info("done: %s", summary)
+    return 0
+
+
+def _cmd_am_build(args, argv) -> int:
+    from vareff.lookup.alphamissense import build_table
+
+    stats = build_table(args.source, args.output, progress=not args.no_progress)
+    log.info("done: %s", stats)
+    return 0
+
+
+def _cmd_calibrate(args, argv) -> int:
+    from vareff.api import calibrate_vcf
+
+    kw = _score_kwargs(args)
+    del kw["priority"]
+    model = calibrate_vcf(args.input, args.output, **kw)
+    log.info("wrote %s: %s", args.output, model.info)
     return 0
 
 
@@ -88,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
     _score_parser(sub)
     m = sub.add_parser("models", help="list the model backends")
     m.set_defaults(func=_cmd_models)
+    b = sub.add_parser("am-build", help="convert a published AlphaMissense TSV into vareff's lookup table (once)",
+                       description="Convert AlphaMissense_hg38/hg19/isoforms (.tsv.gz, gzip or bgzip) into a "
+                                   "table that `vareff score --alphamissense` reads.")
+    b.add_argument("source", help="the published AlphaMissense variant file")
+    b.add_argument("-o", "--output", required=True, help="output table (e.g. am_hg38.arrow)")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=_cmd_am_build)
+    c = sub.add_parser("calibrate", help="fit the priority maps from a ClinVar-labelled VCF (CLNSIG)",
+                       description="Score a labelled VCF with the given models/lookups and fit one monotone map "
+                                   "per evidence kind; write them as JSON for `vareff score --priority`.")
+    _score_parser_options(c, calibrate=True)
+    c.set_defaults(func=_cmd_calibrate)
     return p
 
 

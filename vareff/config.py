@@ -66,6 +66,8 @@ class RunConfig:
     alphamissense: str | None = None
     am_transcript: str | None = None
     annotation: str | None = None
+    annotation_transcripts: str = "all"
+    priority: str | None = None
     command: str = ""
     model_options: dict = field(default_factory=dict, hash=False, compare=False)
 

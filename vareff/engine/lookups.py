@@ -1,18 +1,16 @@
-"""Adapters that add lookup columns (AlphaMissense, region class) to a chunk's rows."""
+"""The lookup stages a run asked for, in order: AlphaMissense, region class, priority (always last)."""
 from __future__ import annotations
 
 from vareff.config import RunConfig
 
 
 def make_lookups(cfg: RunConfig) -> list:
-    """The lookups a run asked for (``--alphamissense``, ``--annotation``)."""
+    from vareff.engine.lookup_adapters import AlphaMissenseColumns, PriorityColumns, RegionColumns
+
     out = []
     if cfg.alphamissense:
-        from vareff.engine.lookup_adapters import AlphaMissenseColumns
-
         out.append(AlphaMissenseColumns(cfg.alphamissense, cfg.am_transcript))
     if cfg.annotation:
-        from vareff.engine.lookup_adapters import RegionColumns
-
-        out.append(RegionColumns(cfg.annotation))
+        out.append(RegionColumns(cfg.annotation, cfg.annotation_transcripts))
+    out.append(PriorityColumns(cfg.priority))
     return out

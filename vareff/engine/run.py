@@ -118,6 +118,7 @@ def _fingerprint(cfg: RunConfig, scorers: list[Scorer]) -> str:
         "max_allele_length": cfg.max_allele_length, "skip_malformed": cfg.skip_malformed,
         "models": [s.provenance() for s in scorers],
         "alphamissense": cfg.alphamissense, "annotation": cfg.annotation, "am_transcript": cfg.am_transcript,
+        "annotation_transcripts": cfg.annotation_transcripts, "priority": cfg.priority,
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -190,6 +191,7 @@ class Pipeline:
                 cols[f.name] = mc[f.name]
         for lk in self.lookups:
             cols.update(lk.annotate(rows, cols))
+        cols = {k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v) for k, v in cols.items()}
         arrays = [c.cast(f.type) if isinstance(c, (pa.Array, pa.ChunkedArray)) else pa.array(c, type=f.type)
                   for f, c in ((f, cols[f.name]) for f in self.schema)]
         table = pa.Table.from_arrays(arrays, schema=self.schema)

@@ -1,0 +1,91 @@
+"""Lookup stages as chunk adapters: each adds its columns to a chunk's output.
+
+An adapter has ``schema()`` (the columns it adds), ``annotate(rows, cols)`` (``cols``: the
+chunk's columns so far, name -> array) and ``provenance()``.  They run in order, so the
+priority adapter sees every score and lookup column.
+"""
+from __future__ import annotations
+
+import os
+
+import polars as pl
+import pyarrow as pa
+
+from vareff.normalize.alleles import AlleleRows
+
+
+def _normalized(rows: AlleleRows) -> pl.DataFrame:
+    """chrom, pos, ref, alt in trimmed form (what lookups match on)."""
+    return rows.df.select(
+        pl.col("chrom"), pl.col("norm_pos").alias("pos"),
+        pl.col("norm_ref").alias("ref"), pl.col("norm_alt").alias("alt"),
+    )
+
+
+def _to_arrow(df: pl.DataFrame, schema: pa.Schema) -> dict[str, pa.Array]:
+    t = df.to_arrow()
+    return {f.name: t.column(f.name).cast(f.type) for f in schema}
+
+
+class AlphaMissenseColumns:
+    """``--alphamissense TABLE`` (built once by ``vareff am-build``)."""
+
+    def __init__(self, path: str, transcript: str | None = None):
+        from vareff.lookup.alphamissense import AlphaMissenseLookup
+
+        tx = [t for t in transcript.split(",") if t] if transcript else None
+        self.path = path
+        self.lookup = AlphaMissenseLookup.open(path, transcript=tx)
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([("am_pathogenicity", pa.float32()), ("am_class", pa.string()),
+                          ("am_transcript_id", pa.string()), ("am_protein_variant", pa.string()),
+                          ("am_uniprot_id", pa.string())])
+
+    def annotate(self, rows: AlleleRows, cols: dict) -> dict:
+        return _to_arrow(self.lookup.annotate(_normalized(rows)), self.schema())
+
+    def provenance(self) -> dict[str, str]:
+        return {"lookup": "alphamissense", "table": os.path.basename(self.path),
+                "genome": str(getattr(self.lookup, "genome", ""))}
+
+
+class RegionColumns:
+    """``--annotation GTF|GFF3|SpliceAI table``: ``gene`` and ``region_class``."""
+
+    def __init__(self, path: str, transcripts: str = "all"):
+        from vareff.lookup.regions import RegionAnnotator
+
+        self.path = path
+        self.annotator = RegionAnnotator.open(path, transcripts=transcripts)
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([("gene", pa.string()), ("region_class", pa.string())])
+
+    def annotate(self, rows: AlleleRows, cols: dict) -> dict:
+        return _to_arrow(self.annotator.annotate(_normalized(rows)), self.schema())
+
+    def provenance(self) -> dict[str, str]:
+        return {"lookup": "regions", "annotation": os.path.basename(self.path)}
+
+
+class PriorityColumns:
+    """``priority`` and ``priority_source`` from every score column present (see vareff.combine.priority)."""
+
+    def __init__(self, path: str | None = None):
+        from vareff.combine.priority import PriorityModel
+
+        self.path = path
+        self.model = PriorityModel.load(path) if path else PriorityModel.default()
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([("priority", pa.float64()), ("priority_source", pa.string())])
+
+    def annotate(self, rows: AlleleRows, cols: dict) -> dict:
+        wanted = {c for e in self.model.evidence for c in e.resolve(list(cols))}
+        df = pl.DataFrame({c: pl.from_arrow(cols[c]) if isinstance(cols[c], (pa.Array, pa.ChunkedArray))
+                           else pl.Series(c, cols[c]) for c in wanted}, height=len(rows))
+        return _to_arrow(self.model.apply(df), self.schema())
+
+    def provenance(self) -> dict[str, str]:
+        return {"lookup": "priority", "maps": os.path.basename(self.path) if self.path else "default (uncalibrated)"}
