@@ -139,7 +139,7 @@ class BertLayer(nn.Module):
         self.fc2 = nn.Linear(I, C)
         self.ln2 = nn.LayerNorm(C, eps=self.eps)
 
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None, capture: list | None = None) -> torch.Tensor:
         from vareff_kernels import attention
 
         B, T, C = x.shape  # x: float32 residual stream
@@ -148,9 +148,49 @@ class BertLayer(nn.Module):
         q, k, v = qkv.view(B, T, 3, self.nh, self.hs).permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hs)
         y = attention(q, k, v, key_padding_mask=key_padding_mask)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        x = self.ln1(x + self.attn_out(y).float())  # (B, T, C) float32
-        h = _act(self.act, self.fc1(x.to(cd)))  # (B, T, I)
-        return self.ln2(x + self.fc2(h).float())  # (B, T, C) float32
+        ao = self.attn_out(y).float()  # (B, T, C)
+        x1 = self.ln1(x + ao)  # (B, T, C) float32
+        f1 = self.fc1(x1.to(cd))  # (B, T, I)
+        h = _act(self.act, f1)  # (B, T, I)
+        f2 = self.fc2(h).float()  # (B, T, C)
+        if capture is not None:  # activations a delta pass anchors on (float32 passes only)
+            capture.append({"x0": x, "qkv": qkv, "y": y, "ao": ao, "x1": x1, "f1": f1, "h": h, "f2": f2})
+        return self.ln2(x1 + f2)  # (B, T, C) float32
+
+    def forward_delta(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None, ref: dict,
+                      exact_rows: torch.Tensor) -> torch.Tensor:
+        """The layer on inputs ``x`` (B, T, C) that differ little from a captured float32 reference pass.
+
+        Every projection is computed as ``W x = W x_ref + W (x - x_ref)``: the stored float32
+        reference product plus a low-precision product of the (small) difference, so the rounding
+        error scales with the difference, not with the activations.  ``exact_rows`` (flat indices
+        into B*T: the tokens that differ from the reference) are recomputed in float32.  Attention,
+        LayerNorm and the activation run in float32 on the full values.  ``ref`` tensors are
+        (1, T, .) and broadcast over the batch.
+        """
+        from vareff_kernels import attention
+
+        B, T, C = x.shape
+        qkv = _delta_linear(self.qkv, x, ref["x0"], ref["qkv"], exact_rows)  # (B, T, 3C) float32
+        q, k, v = qkv.view(B, T, 3, self.nh, self.hs).permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hs)
+        y = attention(q, k, v, key_padding_mask=key_padding_mask)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        x1 = self.ln1(x + _delta_linear(self.attn_out, y, ref["y"], ref["ao"], exact_rows))  # (B, T, C)
+        h = _act(self.act, _delta_linear(self.fc1, x1, ref["x1"], ref["f1"], exact_rows))  # (B, T, I)
+        return self.ln2(x1 + _delta_linear(self.fc2, h, ref["h"], ref["f2"], exact_rows))  # (B, T, C)
+
+
+def _delta_linear(lin: nn.Linear, x: torch.Tensor, x_ref: torch.Tensor, y_ref: torch.Tensor,
+                  exact_rows: torch.Tensor) -> torch.Tensor:
+    """``lin(x)`` (float32) as ``y_ref + W_lp (x - x_ref)``; rows in ``exact_rows`` computed in float32."""
+    w_lp = lin.weight_lp  # low-precision copy of the float32 weight (set by enable_delta)
+    d = (x - x_ref).to(w_lp.dtype)  # (B, T, K)
+    y = torch.add(y_ref, F.linear(d, w_lp))  # (B, T, N) float32 (type promotion)
+    if exact_rows.numel():
+        yf = y.view(-1, y.shape[-1])  # (B*T, N)
+        xf = x.reshape(-1, x.shape[-1]).index_select(0, exact_rows)  # (n, K)
+        yf.index_copy_(0, exact_rows, F.linear(xf, lin.weight, lin.bias))
+    return y
 
 
 class BertMaskedLM(nn.Module):
@@ -185,8 +225,7 @@ class BertMaskedLM(nn.Module):
         return self.head_dense.weight.dtype
 
     # -- forward --------------------------------------------------------------------------------
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Final hidden states (B, T, C) float32 for token ids (B, T); mask (B, T) 1/True = real token."""
+    def _embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
         B, T = input_ids.shape
         if T > self.cfg.max_position_embeddings:
             raise ValueError(f"{T} tokens > max_position_embeddings={self.cfg.max_position_embeddings}")
@@ -196,9 +235,42 @@ class BertMaskedLM(nn.Module):
             if bool(kpm.all()):
                 kpm = None  # no padding: let SDPA take its unmasked path
         pos = self.pos.weight[:T] + self.tok_type.weight[0]  # (T, C)
-        x = self.emb_ln(self.word(input_ids) + pos)  # (B, T, C) float32
+        return self.emb_ln(self.word(input_ids) + pos), kpm  # (B, T, C) float32
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+               capture: list | None = None) -> torch.Tensor:
+        """Final hidden states (B, T, C) float32 for token ids (B, T); mask (B, T) 1/True = real token.
+
+        ``capture``: a list that receives one dict of activations per layer, the anchor of
+        :meth:`encode_delta` (only meaningful for a float32 model).
+        """
+        x, kpm = self._embed(input_ids, attention_mask)
         for layer in self.layers:
-            x = layer(x, kpm)
+            x = layer(x, kpm, capture)
+        return x
+
+    def enable_delta(self, dtype: torch.dtype = torch.bfloat16) -> "BertMaskedLM":
+        """Keep ``dtype`` copies of the encoder weights for :meth:`encode_delta` (float32 weights stay)."""
+        for layer in self.layers:
+            for lin in (layer.qkv, layer.attn_out, layer.fc1, layer.fc2):
+                lin.weight_lp = lin.weight.detach().to(dtype)
+        return self
+
+    def encode_delta(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, anchors: list[dict],
+                     anchor_row: int, anchor_ids: torch.Tensor) -> torch.Tensor:
+        """Final hidden states (B, T, C) of inputs that differ from one captured float32 pass in few tokens.
+
+        ``anchors``: the ``capture`` list of an :meth:`encode` call over (B_ref, T) inputs with the same
+        token count T as ``input_ids``; ``anchor_row`` picks the reference row and ``anchor_ids`` (T,)
+        are its token ids.  Tokens that differ from it are computed exactly in float32, all other rows
+        as float32 reference + low-precision difference (dtype of :meth:`enable_delta`); see
+        :meth:`BertLayer.forward_delta`.  Close to a float32 pass, at close to low-precision matmul cost.
+        """
+        x, kpm = self._embed(input_ids, attention_mask)
+        exact = (input_ids != anchor_ids[None, :]).flatten().nonzero().squeeze(1)  # flat (b, t) indices
+        for layer, ref in zip(self.layers, anchors):
+            r = {k: v[anchor_row:anchor_row + 1] for k, v in ref.items()}  # (1, T, .) broadcast views
+            x = layer.forward_delta(x, kpm, r, exact)
         return x
 
     def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -89,12 +89,18 @@ class GroverOptions:
         Minimum context (nt) on each side of the allele; below it the window is centred instead.
     max_allele : int
         Longer ref/alt alleles get status ``allele_too_long`` (default 200).
+    precision : str
+        How a ``bfloat16`` dtype is used: ``"bf16-delta"`` (default) runs reference windows in
+        float32 and every masked/alt window with the reference's token count as a bfloat16 delta
+        from it (float32-class scores); ``"bf16"`` runs every pass with bfloat16 matmuls (fastest,
+        |dLLR| up to ~0.1).  Ignored for float32.
     """
 
     window: int = 1000
     stride: int = 500
     min_flank: int = 100
     max_allele: int = 200
+    precision: str = "bf16-delta"
 
     @classmethod
     def from_mapping(cls, options: dict[str, Any] | None) -> "GroverOptions":
@@ -110,6 +116,11 @@ class GroverOptions:
                 if "." in key:  # another model's option
                     continue
             key = key.replace("-", "_")
+            if key == "precision":
+                if v not in ("bf16", "bf16-delta"):
+                    raise ConfigError(f"GROVER option precision={v!r} is not known", "use bf16 or bf16-delta")
+                kw[key] = v
+                continue
             if key not in names:
                 if str(k).startswith("grover"):
                     raise ConfigError(f"unknown GROVER option {k!r}", f"known: {', '.join(sorted(names))}")
@@ -210,7 +221,8 @@ class GroverScorer:
 
     name = "grover"
 
-    def __init__(self, model, *, batch_size: int = 16, options: GroverOptions | None = None):
+    def __init__(self, model, *, batch_size: int = 16, options: GroverOptions | None = None,
+                 precision: str | None = None):
         tok = model.tokenizer
         if tok.mask_id is None:
             raise ConfigError(f"{tok.source} has no [MASK] token", "GROVER's masked-marginal score needs the mask token")
@@ -221,6 +233,10 @@ class GroverScorer:
         self.indicator = nucleotide_indicator(tok.token_strings)
         self.takes_n = any(s and "N" in s for s in tok.token_strings)
         self.max_tokens = model.config.max_position_embeddings
+        self.precision = precision
+        if precision == "bf16-delta" and not hasattr(model.module.layers[0].qkv, "weight_lp"):
+            model.module.enable_delta(torch.bfloat16)
+        self._special = [i for i in (tok.cls_id, tok.sep_id, tok.pad_id) if i is not None]
         self.stats = {"alleles": 0, "passes": 0, "tokens": 0, "padded_tokens": 0}
 
     # -- Scorer protocol ---------------------------------------------------------------------------
@@ -239,7 +255,7 @@ class GroverScorer:
             "grover.checkpoint": str(self.model.name),
             "grover.weights": self.model.checksum(),
             "grover.settings": f"window={o.window} stride={o.stride} min_flank={o.min_flank} max_allele={o.max_allele} "
-                               f"dtype={str(self.model.dtype).replace('torch.', '')} device={self.model.device}",
+                               f"precision={self.precision} device={self.model.device}",
         }
 
     def score(self, batch: AlleleBatch, genome: Genome) -> ScoreResult:
@@ -360,49 +376,104 @@ class GroverScorer:
     def _run(self, jobs: list[_Job], alleles: list[_Allele], out_status: list) -> None:
         if not jobs:
             return
-        module, dev = self.model.module, self.model.device
-        special = set(i for i in (self.tok.cls_id, self.tok.sep_id, self.tok.pad_id) if i is not None)
+        if self.precision == "bf16-delta":
+            return self._run_delta(jobs, alleles, out_status)
         order = sorted(range(len(jobs)), key=lambda j: len(jobs[j].ids))  # length-sorted: little padding
         for b0 in range(0, len(order), self.batch_size):
-            part = [jobs[j] for j in order[b0:b0 + self.batch_size]]
-            T = max(len(jb.ids) for jb in part)
-            ids = np.full((len(part), T), self.tok.pad_id or 0, dtype=np.int64)
-            am = np.zeros((len(part), T), dtype=bool)
-            for r, jb in enumerate(part):
-                ids[r, : len(jb.ids)] = jb.ids
-                am[r, : len(jb.ids)] = True
-            self.stats["passes"] += len(part)
-            self.stats["tokens"] += int(am.sum())
-            self.stats["padded_tokens"] += int(am.size)
-            ids_t = torch.from_numpy(ids).to(dev)
-            am_t = torch.from_numpy(am).to(dev)
-            try:
-                hidden = module.encode(ids_t, am_t)  # (B, T, C) float32
-            except Exception as e:  # a failed batch marks its alleles, the run goes on
-                log.error("GROVER forward failed (%s: %s); its alleles get status model_error", type(e).__name__, e)
-                bad = {id(jb) for jb in part}
-                for a in alleles:
-                    if any(id(jobs[j]) in bad for j in (a.ref_job, a.alt_job, a.masked_ref_job, a.masked_alt_job) if j >= 0):
-                        out_status[a.row] = Status.MODEL_ERROR.value
+            self._run_full([jobs[j] for j in order[b0:b0 + self.batch_size]], jobs, alleles, out_status)
+
+    def _batch_arrays(self, part: list[_Job], T: int | None = None):
+        T = T or max(len(jb.ids) for jb in part)
+        ids = np.full((len(part), T), self.tok.pad_id or 0, dtype=np.int64)
+        am = np.zeros((len(part), T), dtype=bool)
+        for r, jb in enumerate(part):
+            ids[r, : len(jb.ids)] = jb.ids
+            am[r, : len(jb.ids)] = True
+        self.stats["passes"] += len(part)
+        self.stats["tokens"] += int(am.sum())
+        self.stats["padded_tokens"] += int(am.size)
+        dev = self.model.device
+        return torch.from_numpy(ids).to(dev), torch.from_numpy(am).to(dev)
+
+    def _fail(self, e: Exception, part: list[_Job], jobs: list[_Job], alleles: list[_Allele], out_status: list) -> None:
+        log.error("GROVER forward failed (%s: %s); its alleles get status model_error", type(e).__name__, e)
+        bad = {id(jb) for jb in part}
+        for a in alleles:
+            if any(id(jobs[j]) in bad for j in (a.ref_job, a.alt_job, a.masked_ref_job, a.masked_alt_job) if j >= 0):
+                out_status[a.row] = Status.MODEL_ERROR.value
+
+    def _run_full(self, part, jobs, alleles, out_status, capture: list | None = None):
+        """One batch of complete passes; returns the hidden states (or None on failure)."""
+        ids_t, am_t = self._batch_arrays(part)
+        try:
+            hidden = self.model.module.encode(ids_t, am_t, capture=capture)  # (B, T, C) float32
+        except Exception as e:  # a failed batch marks its alleles, the run goes on
+            self._fail(e, part, jobs, alleles, out_status)
+            return None
+        self._read_out(part, hidden)
+        return hidden
+
+    def _read_out(self, part: list[_Job], hidden: torch.Tensor) -> None:
+        """Unmasked passes: mean over non-special tokens; masked passes: log-probs at the masked slots."""
+        module, dev = self.model.module, self.model.device
+        sel_rows, sel_pos, owners = [], [], []
+        for r, jb in enumerate(part):
+            if jb.mask_to > jb.mask_from:
+                n = jb.mask_to - jb.mask_from
+                sel_rows += [r] * n
+                sel_pos += list(range(jb.mask_from, jb.mask_to))
+                owners.append((jb, n))
+            else:
+                keep = torch.from_numpy(~np.isin(jb.ids, self._special)).to(dev)
+                jb.mean = hidden[r, : len(jb.ids)][keep].mean(0).cpu()
+        if sel_rows:
+            rows = hidden[torch.tensor(sel_rows, device=dev), torch.tensor(sel_pos, device=dev)]  # (N, C)
+            lp = torch.log_softmax(module.mlm_logits(rows), dim=-1).cpu()  # (N, V)
+            k = 0
+            for jb, n in owners:
+                jb.logprobs = lp[k:k + n]
+                k += n
+
+    def _run_delta(self, jobs: list[_Job], alleles: list[_Allele], out_status: list) -> None:
+        """Reference windows in float32 (activations kept); passes with the same token count as their
+        reference (masked passes, most SNV alt windows) as bfloat16 deltas from it; the rest in float32."""
+        anchor_of: dict[int, int] = {}
+        for a in alleles:
+            ref_ids = jobs[a.ref_job].ids
+            for j in (a.masked_ref_job, a.alt_job):
+                if j != a.ref_job and len(jobs[j].ids) == len(ref_ids):
+                    anchor_of.setdefault(j, a.ref_job)
+        deps: dict[int, list[int]] = {}
+        for j, r in anchor_of.items():
+            deps.setdefault(r, []).append(j)
+        anchored = set(anchor_of)
+        refs = sorted(deps, key=lambda j: len(jobs[j].ids))
+        rest = sorted((j for j in range(len(jobs)) if j not in anchored and j not in deps), key=lambda j: len(jobs[j].ids))
+        module = self.model.module
+        group = max(1, min(self.batch_size, 8))  # captured activations: ~16 x hidden x layers floats per token
+        for g0 in range(0, len(refs), group):
+            rj = refs[g0:g0 + group]
+            part = [jobs[j] for j in rj]
+            capture: list = []
+            if self._run_full(part, jobs, alleles, out_status, capture=capture) is None:
                 continue
-            # unmasked passes: mean over non-special tokens; masked passes: log-probs at masked slots
-            sel_rows, sel_pos, owners = [], [], []
-            for r, jb in enumerate(part):
-                if jb.mask_to > jb.mask_from:
-                    n = jb.mask_to - jb.mask_from
-                    sel_rows += [r] * n
-                    sel_pos += list(range(jb.mask_from, jb.mask_to))
-                    owners.append((jb, n))
-                else:
-                    keep = torch.from_numpy(~np.isin(jb.ids, list(special))).to(dev)
-                    jb.mean = hidden[r, : len(jb.ids)][keep].mean(0).cpu()
-            if sel_rows:
-                rows = hidden[torch.tensor(sel_rows, device=dev), torch.tensor(sel_pos, device=dev)]  # (N, C)
-                lp = torch.log_softmax(module.mlm_logits(rows), dim=-1).cpu()  # (N, V)
-                k = 0
-                for jb, n in owners:
-                    jb.logprobs = lp[k:k + n]
-                    k += n
+            T = max(len(jb.ids) for jb in part)
+            for row, r in enumerate(rj):
+                dj = deps[r]
+                anchor_ids = torch.from_numpy(np.pad(jobs[r].ids, (0, T - len(jobs[r].ids)),
+                                                     constant_values=self.tok.pad_id or 0)).to(self.model.device)
+                for d0 in range(0, len(dj), self.batch_size):
+                    dpart = [jobs[j] for j in dj[d0:d0 + self.batch_size]]
+                    ids_t, am_t = self._batch_arrays(dpart, T)
+                    try:
+                        hidden = module.encode_delta(ids_t, am_t, capture, row, anchor_ids)
+                    except Exception as e:
+                        self._fail(e, dpart, jobs, alleles, out_status)
+                        continue
+                    self._read_out(dpart, hidden)
+            del capture
+        for b0 in range(0, len(rest), self.batch_size):
+            self._run_full([jobs[j] for j in rest[b0:b0 + self.batch_size]], jobs, alleles, out_status)
 
     # -- reduction ---------------------------------------------------------------------------------
     def _llr(self, a: _Allele, jobs: list[_Job]) -> tuple[float | None, int]:
@@ -470,10 +541,14 @@ def make_scorer(path, *, device="auto", dtype=None, batch_size: int = 16, option
     options : dict, optional
         ``window``, ``stride``, ``min_flank``, ``max_allele`` (optionally prefixed ``grover.``).
     """
-    from vareff.models.load import load_model
+    from vareff.models.load import load_model, resolve_device, resolve_dtype
 
     opts = GroverOptions.from_mapping(options)
-    model = load_model(path, device=device, dtype=dtype)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    precision = {torch.float32: "fp32", torch.float16: "fp16"}.get(dt, opts.precision)
+    # bf16-delta keeps float32 weights (reference passes) plus bfloat16 copies for the deltas
+    model = load_model(path, device=dev, dtype=torch.float32 if precision == "bf16-delta" else dt)
     if model.family != "bert":
         raise ConfigError(f"{path} is a {model.family!r} checkpoint, not a GROVER/BERT one")
-    return GroverScorer(model, batch_size=batch_size, options=opts)
+    return GroverScorer(model, batch_size=batch_size, options=opts, precision=precision)
