@@ -83,6 +83,8 @@ class PriorityColumns:
 
     def annotate(self, rows: AlleleRows, cols: dict) -> dict:
         wanted = {c for e in self.model.evidence for c in e.resolve(list(cols))}
+        if not wanted:
+            return {"priority": pa.nulls(len(rows), pa.float64()), "priority_source": pa.nulls(len(rows), pa.string())}
         df = pl.DataFrame({c: pl.from_arrow(cols[c]) if isinstance(cols[c], (pa.Array, pa.ChunkedArray))
                            else pl.Series(c, cols[c]) for c in wanted}, height=len(rows))
         return _to_arrow(self.model.apply(df), self.schema())
