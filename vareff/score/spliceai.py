@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 NAME = "spliceai"
 _INF = 1 << 62
-GROUP_SPAN = 4000  # max distance between the first and last site of one shared reference pass
+GROUP_SPAN = 10000  # max distance between the first and last site of one shared reference pass (~2x context)
 MAX_SITES = 16  # sites per shared reference pass (bounds the stored activations, ~7 MB per site)
 
 
