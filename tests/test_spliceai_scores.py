@@ -119,3 +119,20 @@ def test_batched_scorer_equals_per_allele_official_algorithm(shared_data, mask):
     assert out["status"].to_list() == ["ok"] * len(variants)
     assert out["spliceai"].to_list() == expected
     assert any(e.count("|") > 9 for e in expected)  # at least one allele overlaps two genes
+
+
+def test_contig_edge_is_padded_scored_and_flagged(shared_data, tmp_path):
+    """A variant whose window runs past the start of a sliced FASTA is scored on N padding and flagged."""
+    fasta = shared_data / "grch38" / "slc5a1_region" / "hg38_chr22_32000000_32300000.fa"
+    genes = tmp_path / "genes.txt"
+    genes.write_text("#NAME\tCHROM\tSTRAND\tTX_START\tTX_END\tEXON_START\tEXON_END\n"
+                     "EDGE1\t22\t+\t32000010\t32009000\t32000010,32000400,\t32000300,32009000,\n")
+    seq = pysam.FastaFile(str(fasta)).fetch("chr22", 0, 20000).upper()
+    p_edge, p_mid = 32_000_250, 32_008_000  # 1-based; the second is > 5,050 nt from the slice start
+    df = pl.DataFrame({"chrom": ["chr22", "chr22"], "pos": [p_edge, p_mid],
+                       "ref": [seq[p_edge - 32_000_001], seq[p_mid - 32_000_001]], "alt": ["T", "T"]})
+    df = df.with_columns(pl.when(pl.col("ref") == "T").then(pl.lit("G")).otherwise(pl.col("alt")).alias("alt"))
+    out = vareff.score_variants(df, fasta=fasta, contig_map=["chr22=chr22+32000000"], models=["spliceai"],
+                                spliceai_annotation=str(genes), spliceai_distance=10)
+    assert out["status"].to_list() == ["near_contig_edge", "ok"]
+    assert out["spliceai_ds_max"].null_count() == 0
