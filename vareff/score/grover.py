@@ -90,17 +90,21 @@ class GroverOptions:
     max_allele : int
         Longer ref/alt alleles get status ``allele_too_long`` (default 200).
     precision : str
-        How a ``bfloat16`` dtype is used: ``"bf16-delta"`` (default) runs reference windows in
-        float32 and every masked/alt window with the reference's token count as a bfloat16 delta
-        from it (float32-class scores); ``"bf16"`` runs every pass with bfloat16 matmuls (fastest,
-        |dLLR| up to ~0.1).  Ignored for float32.
+        How a ``bfloat16`` dtype is used: ``"bf16"`` (default) runs every pass with bfloat16
+        matmuls (float32 residual stream, LayerNorm and logits): fastest on CPUs with AMX/AVX512-BF16
+        and on GPUs, |dLLR| up to ~0.1 and embedding distances within ~5% of float32 on the
+        GROVER-shaped benchmark model.  ``"bf16-delta"`` runs reference windows in float32 and every
+        masked/alt window with the reference's token count as float32 reference + bfloat16
+        difference (|dLLR| < 1e-3, distances within 0.3%); on the shared 2-core benchmark CPU it is
+        not faster than float32 (memory-bound element-wise work), see docs/grover.md.  Ignored for
+        float32.
     """
 
     window: int = 1000
     stride: int = 500
     min_flank: int = 100
     max_allele: int = 200
-    precision: str = "bf16-delta"
+    precision: str = "bf16"
 
     @classmethod
     def from_mapping(cls, options: dict[str, Any] | None) -> "GroverOptions":
