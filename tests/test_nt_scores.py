@@ -230,6 +230,29 @@ def test_nt_scores_equal_an_independent_recomputation(nt_ckpt, genome, tmp_path)
     assert df.filter(pl.col("id") == "v0")["nt_masked_tokens"][0] == 1
 
 
+def test_nt_v1_scores_with_token_dropout_equal_the_recomputation(genome, tmp_path):
+    """NT v1: learned positions and token dropout (the masked passes rescale the embeddings)."""
+    d = tmp_path / "v1"
+    hf, tok = nf.make_nt_v1(d, seed=22, **DIMS)
+    fa, g = genome
+    items = [(1100, 1, "G" if g[1100] != "G" else "A"), (2200, 3, ""), (2600, 0, "CAT")]
+    vcf = alleles_vcf(tmp_path / "a.vcf", g, items)
+    out = tmp_path / "s.parquet"
+    score_vcf(vcf, out, fasta=fa, models=[str(d)], device="cpu", model_options=NT_OPTS)
+    df = pl.read_parquet(out)
+    assert df["status"].to_list() == ["ok"] * 3
+    ref = NTReference(hf, tok, g)
+    for row in df.iter_rows(named=True):
+        for k, v in ref.score(row["norm_pos"] - 1, row["norm_ref"], row["norm_alt"]).items():
+            assert row[k] == pytest.approx(v, abs=TOL), (k, row["pos"])
+
+
+def test_models_command_describes_both(capsys):
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    assert "Nucleotide Transformer" in text and "SegmentNT" in text and "segmentnt_" in text
+
+
 def test_nt_reference_passes_are_shared_and_cached(nt_ckpt, genome):
     from vareff.score.base import AlleleBatch
     from vareff.window.genome import Genome
