@@ -154,8 +154,9 @@ class TransformersReference:
         aseq = wseq[:s] + alt + wseq[s + len(ref):]
         rids, rsp = self.encode(wseq)
         aids, asp = self.encode(aseq)
+        llr = None
         if len(ref) == len(alt):
-            llr, n = 0.0, None
+            llr = 0.0
             changed = [x for x in range(len(ref)) if ref[x] != alt[x]]
             cover = [k for k, sp in enumerate(rsp) if sp and sp[0] < s + changed[-1] + 1 and sp[1] > s + changed[0]]
             _, lp = self.run(rids, cover)
@@ -168,9 +169,12 @@ class TransformersReference:
                         p = math.exp(lp[k, v].item())
                         den += p
                         num[string[o]] += p
+                if num[alt[x]] == 0.0 or num[ref[x]] == 0.0:  # no token carries the base there
+                    llr = None
+                    break
                 llr += math.log(num[alt[x]] / den) - math.log(num[ref[x]] / den)
             n = len(cover)
-        else:
+        if llr is None:  # indels, complex alleles and unsupported substitutions: token level
             delta = len(alt) - len(ref)
             p = 0
             while p < min(len(rids), len(aids)) and rids[p] == aids[p] and rsp[p] == asp[p]:

@@ -173,3 +173,32 @@ def test_bfloat16_precisions_against_float32(ckpt, genome, precision, llr_tol, e
     assert np.abs(a - b).max() < llr_tol
     a, b = (np.array(r.columns["grover_embedding_distance"].to_pylist()) for r in (f32, low))
     assert (np.abs(a - b) / a).max() < emb_rtol
+
+
+def test_substitution_no_token_can_spell_falls_back_to_token_level(ckpt, genome, shared_data):
+    """An SNV deep inside a long token, where no vocabulary token has the alt base at that offset,
+    gets the token-level LLR (as an indel would), not a null; checked against the reference."""
+    d, hf_model, hf_tok = ckpt
+    scorer = make_scorer(d, device="cpu", options={"window": WINDOW, "stride": STRIDE})
+    found = None
+    for start in range(43_090_000, 43_110_000, 1000):
+        seq = genome.fetch("chr17", start, start + 1000)
+        enc = scorer.tok.encode([seq])[0]
+        for a, b in zip(enc.starts, enc.ends):
+            for o in range(1, b - a):
+                miss = [c for c in "ACGT" if c != seq[a + o] and not scorer._supported(o, c)]
+                if a >= 0 and miss and scorer._supported(o, seq[a + o]):
+                    found = ("chr17", start + a + o + 1, seq[a + o], miss[0])
+                    break
+            if found:
+                break
+        if found:
+            break
+    assert found, "no unsupported offset in the test region"
+    res = scorer.score(_batch([found]), genome)
+    got = {k: v.to_pylist()[0] for k, v in res.columns.items()}
+    assert got["grover_llr"] is not None
+    want = TransformersReference(shared_data / BRCA1_FA, CONTIG, OFFSET0, hf_model, hf_tok,
+                                 window=WINDOW, stride=STRIDE).score(*found[1:])
+    for k, v in want.items():
+        assert got[k] == pytest.approx(v, abs=1e-4), k

@@ -24,10 +24,11 @@ Window
 
     and ``llr = sum over changed bases x of [log q_x(alt_x) - log q_x(ref_x)]``.  The masked input
     holds no allele information, so one pass per site serves every alt with the same covering
-    tokens (all alts of an SNV site).  Null when no vocabulary token supports a base at that
-    offset (the marginal is 0).
+    tokens (all alts of an SNV site).  When no vocabulary token carries the ref or alt base at
+    that offset (the marginal would be 0, e.g. deep inside a long repeat token), the substitution
+    is scored like an indel (below) instead.
 
-``grover_llr`` for indels and complex alleles (length change)
+``grover_llr`` for indels and complex alleles (length change), and unsupported substitutions
     Tokenize ref and alt windows; the tokens outside the longest common token prefix and suffix
     (widened to the tokens covering the allele in each) are the "differing tokens".  Mask them in
     the ref window (one pass, shared by alts with the same masked range) and in the alt window
@@ -235,6 +236,7 @@ class GroverScorer:
         self.batch_size = max(1, int(batch_size))
         self.opts = options or GroverOptions()
         self.indicator = nucleotide_indicator(tok.token_strings)
+        self._support = self.indicator.any(0).numpy()  # (Lmax, 4): base c occurs at offset o in some token
         self.takes_n = any(s and "N" in s for s in tok.token_strings)
         self.max_tokens = model.config.max_position_embeddings
         self.precision = precision
@@ -358,22 +360,29 @@ class GroverScorer:
                 continue
             rj = job(er.ids)
             aj = job(ea.ids)
+            sub = None
             if len(ref) == len(alt):
                 diff = [x for x in range(len(ref)) if ref[x] != alt[x]]
                 i0, i1 = er.covering(s + diff[0], s + diff[-1] + 1)
-                mj = job(er.ids, i0, i1)
                 changes = []
                 for x in diff:
                     k = int(np.searchsorted(er.ends[i0:i1], s + x, side="right"))  # slot whose span holds s+x
                     changes.append((k, s + x - int(er.starts[i0 + k]), ref[x], alt[x]))
-                alleles.append(_Allele(row, rj, aj, mj, changes=changes))
-            else:
+                if all(self._supported(off, b) for _, off, rb, ab in changes for b in (rb, ab)):
+                    sub = _Allele(row, rj, aj, job(er.ids, i0, i1), changes=changes)
+            if sub is not None:
+                alleles.append(sub)
+            else:  # length change, or a base no token can carry at its offset: token-level LLR
                 r0, r1, a0, a1 = _differing_tokens(er, ea, s, len(ref), len(alt))
                 mj = job(er.ids, r0, r1)
                 maj = job(ea.ids, a0, a1)
-                alleles.append(_Allele(row, rj, aj, mj, maj, kind="indel",
+                alleles.append(_Allele(row, rj, aj, mj, maj, kind="token",
                                        ref_tokens=er.ids[r0:r1], alt_tokens=ea.ids[a0:a1]))
         return alleles, jobs
+
+    def _supported(self, offset: int, base: str) -> bool:
+        """Whether some nucleotide token of the vocabulary has ``base`` at ``offset`` (else q is 0)."""
+        return offset < self._support.shape[0] and bool(self._support[offset, _BASES.index(base)])
 
     # -- running -----------------------------------------------------------------------------------
     @torch.inference_mode()
