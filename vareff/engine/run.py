@@ -228,6 +228,27 @@ class Pipeline:
         return out
 
 
+#: chunks never span a block of this many bases (nor two contigs), so a genomic shard of whole
+#: blocks is cut into exactly the chunks a single process cuts
+BLOCK = 1_000_000
+
+
+def iter_chunks(items, chunk_size: int, block: int = BLOCK):
+    """Group ``(variant, loc)`` items into chunks of at most ``chunk_size`` records that stay
+    inside one ``block``-base bin of one contig."""
+    chunk, key = [], None
+    for item in items:
+        v = item[0]
+        k = (v.CHROM, v.POS // block)
+        if chunk and (len(chunk) == chunk_size or k != key):
+            yield chunk
+            chunk = []
+        key = k
+        chunk.append(item)
+    if chunk:
+        yield chunk
+
+
 def open_genome(cfg: RunConfig) -> Genome | None:
     if cfg.fasta is None:
         return None
@@ -256,7 +277,7 @@ def run(cfg: RunConfig) -> RunSummary:
     header = prepare_header(reader.vcf, pipe.info_fields(), cfg.command) if want_vcf else None
     store = PartStore(cfg.outputs, _fingerprint(cfg, scorers), cfg.resume)
     progress = Progress(cfg.progress)
-    k, chunk = 0, []
+    k = 0
 
     def flush(chunk):
         nonlocal k
@@ -276,12 +297,7 @@ def run(cfg: RunConfig) -> RunSummary:
         k += 1
 
     try:
-        for item in reader:
-            chunk.append(item)
-            if len(chunk) == cfg.chunk_size:
-                flush(chunk)
-                chunk = []
-        if chunk:
+        for chunk in iter_chunks(reader, cfg.chunk_size):
             flush(chunk)
     finally:
         reader.close()
