@@ -43,3 +43,13 @@ def test_score_logs_progress_and_summary(shared_data, tmp_path):
     assert "done: 2 records, 3 alleles" in r.stderr and "alleles/s" in r.stderr and "ok 2, ref_mismatch 1" in r.stderr
     df = pl.read_csv(out, separator="\t", null_values=".")
     assert df["status"].to_list() == ["ok", "ok", "ref_mismatch"]
+
+
+def test_model_option_flags_reach_the_backends():
+    from vareff.cli import build_parser, model_options
+
+    args = build_parser().parse_args(["score", "in.vcf", "-o", "o.parquet", "--segmentnt-k", "50",
+                                      "--model-option", "grover.window=800", "--model-option", "nt.stride=3000",
+                                      "--profiles", "p.parquet"])
+    assert model_options(args) == {"grover.window": 800, "nt.stride": 3000, "segmentnt.k": 50,
+                                   "segmentnt.profiles": "p.parquet"}

@@ -56,8 +56,53 @@ def _score_parser_options(p, calibrate: bool) -> None:
                    help="SpliceAI gene table (default: grch38, from the spliceai wheel)")
     p.add_argument("--spliceai-weights", default=None, metavar="DIR",
                    help="folder with spliceai1.h5..spliceai5.h5 (default: the installed spliceai wheel)")
+    _model_options(p)
     _lookup_options(p, with_priority=not calibrate)
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
+
+
+#: dedicated flags -> model_options keys (backends read them; see docs/grover.md, docs/nt_segmentnt.md)
+MODEL_FLAGS = {
+    "segmentnt_k": ("--segmentnt-k", int, "SegmentNT: deltas are taken within ±N nt of the allele (default 100)",
+                    "segmentnt.k"),
+    "segmentnt_window": ("--segmentnt-window", int, "SegmentNT: window length in nt (default 30000)",
+                         "segmentnt.window"),
+    "profiles": ("--profiles", str, "SegmentNT: write per-position ref/alt probabilities to this Parquet",
+                 "segmentnt.profiles"),
+    "profile_alleles": ("--profile-alleles", str, "SegmentNT: only these alleles' profiles (CHROM:POS[:REF:ALT],...)",
+                        "segmentnt.profile_alleles"),
+    "profile_flank": ("--profile-flank", int, "SegmentNT: profile ±N nt around each allele", "segmentnt.profile_flank"),
+    "nt_window": ("--nt-window", int, "Nucleotide Transformer: window length in nt", "nt.window"),
+}
+
+
+def _model_options(p) -> None:
+    for dest, (flag, typ, help_, _) in MODEL_FLAGS.items():
+        p.add_argument(flag, dest=dest, type=typ, default=None, help=help_)
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any backend option (e.g. grover.window=1000, segmentnt.stride=6000); repeatable")
+
+
+def model_options(args) -> dict:
+    """``--model-option`` and the dedicated flags as one dict (dedicated flags win)."""
+    from vareff.errors import ConfigError
+
+    out: dict = {}
+    for item in args.model_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model-option {item!r} is not KEY=VALUE", "e.g. --model-option segmentnt.k=200")
+        for conv in (int, float):
+            try:
+                value = conv(value)
+                break
+            except ValueError:
+                continue
+        out[key] = value
+    for dest, (*_, key) in MODEL_FLAGS.items():
+        if getattr(args, dest) is not None:
+            out[key] = getattr(args, dest)
+    return out
 
 
 def _lookup_options(p, with_priority: bool) -> None:
@@ -83,7 +128,7 @@ def _score_kwargs(args) -> dict:
         spliceai_annotation=args.spliceai_annotation, spliceai_weights=args.spliceai_weights,
         alphamissense=args.alphamissense, am_transcript=args.am_transcript, annotation=args.annotation,
         annotation_transcripts=args.annotation_transcripts, priority=getattr(args, "priority", None),
-        progress=not args.no_progress,
+        progress=not args.no_progress, model_options=model_options(args),
     )
 
 

@@ -301,6 +301,9 @@ def run(cfg: RunConfig) -> RunSummary:
             flush(chunk)
     finally:
         reader.close()
+        for s in scorers:  # backends with side outputs (e.g. SegmentNT profiles) finish them here
+            if hasattr(s, "close"):
+                s.close()
     store.finalize(pipe.schema, header)
     counts = {k_: int(v) for k_, v in store.state["status_counts"].items()}
     summary = RunSummary(records=int(store.state["records"]), alleles=sum(counts.values()),

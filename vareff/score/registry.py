@@ -19,8 +19,11 @@ BUILTIN = {
 
 #: checkpoint families recognised from a local directory's config.json
 CHECKPOINT_FAMILIES = {
-    "bert": "GROVER-style BERT masked LM (PoetschLab/GROVER layout): grover_* scores",
-    "esm": "Nucleotide Transformer v1/v2 masked LM, or SegmentNT (architectures: SegmentNT): nt_*/segmentnt_* scores",
+    "bert": "GROVER-style BERT masked LM (PoetschLab/GROVER layout): grover_llr, grover_embedding_distance, "
+            "...; options grover.* (docs/grover.md)",
+    "esm": "Nucleotide Transformer v1/v2 masked LM (nt_llr, nt_embedding_distance, ...; options nt.*), or "
+           "SegmentNT (architectures: SegmentNT): segmentnt_<element>_delta for 14 elements, --segmentnt-k, "
+           "--profiles (docs/nt_segmentnt.md)",
 }
 
 
