@@ -1,7 +1,8 @@
 """One scoring run, chunk by chunk: the orchestration behind ``vareff score`` and the API.
 
-Chunks are fixed runs of ``chunk_size`` input records, so a resumed run cuts the
-input exactly as the interrupted one did and yields the same rows.
+Chunks are runs of at most ``chunk_size`` input records that never span a 1 Mb block of one
+contig (:func:`iter_chunks`), a pure function of the input: a resumed run, or a shard of whole
+blocks, cuts exactly the chunks an uninterrupted single process cuts and yields the same rows.
 """
 from __future__ import annotations
 
