@@ -77,12 +77,12 @@ _BASES = "ACGT"
 
 @dataclass(frozen=True)
 class GroverOptions:
-    """Settings of the GROVER backend (``--model-option grover.<name>=<value>``).
+    """Settings of the GROVER backend (``make_scorer(..., options={...})``; keys may carry a ``grover.`` prefix).
 
     Parameters
     ----------
     window : int
-        Reference window length in nt (default 1000, about 200 GROVER tokens).
+        Reference window length in nt (default 1000, about 240 tokens of a ~600-token BPE vocabulary).
     stride : int
         Step of the genome-wide window grid (default 500).  ``stride=1`` centres every window on
         its allele (no sharing of reference passes).
@@ -93,12 +93,11 @@ class GroverOptions:
     precision : str
         How a ``bfloat16`` dtype is used: ``"bf16"`` (default) runs every pass with bfloat16
         matmuls (float32 residual stream, LayerNorm and logits): fastest on CPUs with AMX/AVX512-BF16
-        and on GPUs, |dLLR| up to ~0.1 and embedding distances within ~5% of float32 on the
+        and on GPUs, |dLLR| up to ~0.1 and embedding distances within ~8% of float32 on the
         GROVER-shaped benchmark model.  ``"bf16-delta"`` runs reference windows in float32 and every
         masked/alt window with the reference's token count as float32 reference + bfloat16
-        difference (|dLLR| < 1e-3, distances within 0.3%); on the shared 2-core benchmark CPU it is
-        not faster than float32 (memory-bound element-wise work), see docs/grover.md.  Ignored for
-        float32.
+        difference (|dLLR| < 1e-3, distances within 0.3%), 0.7-2.2x the float32 speed on the
+        2-core benchmark CPU (docs/grover.md).  Ignored for float32.
     """
 
     window: int = 1000
