@@ -41,6 +41,9 @@ def score_vcf(
     progress: bool = False,
     model_options: dict | None = None,
     command: str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    shards: int | None = None,
 ) -> RunSummary:
     """Score every allele of a VCF/VCF.gz/BCF (``"-"``: stdin) and write Parquet/VCF/TSV.
 
@@ -70,7 +73,13 @@ def score_vcf(
     chunk_size
         Records per chunk: the unit of output writes and of ``resume``.
     resume
-        Continue an interrupted run with the same arguments from its last finished chunk.
+        Continue an interrupted run with the same arguments from its last finished chunk
+        (``engine="ray"``: rescore only the chunks no shard finished).
+    engine, ray_address, shards
+        ``"local"`` (default): this process.  ``"ray"``: cut the input into ``shards`` genomic
+        shards (default: 4 per worker) scored by Ray actors on the cluster at ``ray_address``
+        (default: a running one, or a new local instance); the outputs are identical.  Needs
+        ``pip install 'vareff[ray]'``; see docs/scale-out.md.
 
     Returns
     -------
@@ -90,8 +99,12 @@ def score_vcf(
         alphamissense=alphamissense, am_transcript=am_transcript, annotation=annotation,
         annotation_transcripts=annotation_transcripts, priority=priority,
         command=command if command is not None else "vareff.score_vcf(...)",
-        model_options=dict(model_options or {}),
+        model_options=dict(model_options or {}), engine=engine, ray_address=ray_address, shards=shards,
     )
+    if cfg.engine == "ray":
+        from vareff.engine.distributed import run_distributed
+
+        return run_distributed(cfg)
     return run(cfg)
 
 

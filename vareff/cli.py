@@ -44,6 +44,13 @@ def _score_parser_options(p, calibrate: bool) -> None:
     if not calibrate:
         p.add_argument("--resume", action="store_true",
                        help="continue an interrupted run from its last finished chunk")
+        p.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local: this process (default); ray: genomic shards scored by Ray workers, same "
+                            "output (needs pip install 'vareff[ray]')")
+        p.add_argument("--ray-address", default=None, metavar="ADDR",
+                       help="Ray cluster to join (default: RAY_ADDRESS, or a new local instance)")
+        p.add_argument("--shards", type=int, default=None, metavar="N",
+                       help="Ray: number of genomic shards (default: 4 per worker)")
     p.add_argument("--skip-malformed", action="store_true",
                    help="keep going past unparseable records (status malformed_record) instead of stopping")
     p.add_argument("--max-allele-length", type=int, default=1000,
@@ -137,6 +144,7 @@ def _cmd_score(args, argv) -> int:
     from vareff.write.vcf import format_command
 
     summary = score_vcf(args.input, args.output, output_format=args.output_format, resume=args.resume,
+                        engine=args.engine, ray_address=args.ray_address, shards=args.shards,
                         command=format_command(["vareff", *argv]), **_score_kwargs(args))
     log.info("done: %s", summary)
     return 0

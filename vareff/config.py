@@ -70,6 +70,10 @@ class RunConfig:
     priority: str | None = None
     command: str = ""
     model_options: dict = field(default_factory=dict, hash=False, compare=False)
+    #: ``local`` (one process) or ``ray`` (shards scored by Ray actors, see docs/scale-out.md)
+    engine: str = "local"
+    ray_address: str | None = None
+    shards: int | None = None
 
     def __post_init__(self):
         if not self.outputs:
@@ -79,6 +83,12 @@ class RunConfig:
         if self.models and self.fasta is None:
             raise ConfigError("scoring with a model needs the reference FASTA",
                               "pass -f REF.fa (lookup-only runs with no -m need none)")
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"--engine {self.engine!r} is not known", "use local (default) or ray")
+        if self.shards is not None and self.shards < 1:
+            raise ConfigError("--shards must be at least 1")
+        if self.engine == "local" and (self.ray_address or self.shards):
+            raise ConfigError("--ray-address and --shards apply to the Ray engine", "add --engine ray")
         paths = [o.path for o in self.outputs]
         if len(set(paths)) != len(paths):
             raise ConfigError("the same output path is given twice")

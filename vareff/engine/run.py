@@ -108,6 +108,12 @@ def combine_status(input_status: list[str], model_status: list[list[str | None]]
 
 
 def _fingerprint(cfg: RunConfig, scorers: list[Scorer]) -> str:
+    return run_fingerprint(cfg, [s.provenance() for s in scorers])
+
+
+def run_fingerprint(cfg: RunConfig, provenance: list[dict], extra: dict | None = None) -> str:
+    """What a resumed run must share with the interrupted one: inputs, options, model provenance
+    (``extra``: engine-specific settings, e.g. the distributed engine's name)."""
     st = os.stat(cfg.input) if cfg.input != "-" else None
     blob = {
         "version": __version__,
@@ -117,10 +123,12 @@ def _fingerprint(cfg: RunConfig, scorers: list[Scorer]) -> str:
         "outputs": [[o.path, o.format] for o in cfg.outputs],
         "regions": cfg.regions, "contig_map": cfg.contig_map, "chunk_size": cfg.chunk_size,
         "max_allele_length": cfg.max_allele_length, "skip_malformed": cfg.skip_malformed,
-        "models": [s.provenance() for s in scorers],
+        "models": provenance,
         "alphamissense": cfg.alphamissense, "annotation": cfg.annotation, "am_transcript": cfg.am_transcript,
         "annotation_transcripts": cfg.annotation_transcripts, "priority": cfg.priority,
     }
+    if extra:
+        blob["extra"] = extra
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -229,6 +237,34 @@ class Pipeline:
         return out
 
 
+@dataclass
+class ChunkResult:
+    """One scored chunk: its Parquet rows, its VCF text (None unless VCF output) and counts."""
+
+    table: pa.Table
+    vcf_text: str | None
+    n_records: int
+    n_alleles: int
+    status_counts: dict[str, int]
+    where: str
+
+
+def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool) -> ChunkResult:
+    """Normalize, score and look up one chunk of ``(variant, loc)`` items, and render its VCF
+    records; shared by :func:`run` and the distributed workers so both cut identical outputs.
+    For VCF output the reader's header must already hold vareff's INFO fields (``prepare_header``)."""
+    cols = _columns(chunk, reader, pipe.cfg.skip_malformed, pipe.warn)
+    rows, table, model_info = pipe.process_columns(cols)
+    vcf_text = None
+    if want_vcf:
+        infos = pipe.vcf_info(rows, len(chunk), model_info)
+        variants = [None if m else v for (v, _), m in zip(chunk, cols[5])]
+        vcf_text = "".join(record_lines(variants, infos))
+    counts = rows.df.get_column("status").value_counts()
+    return ChunkResult(table, vcf_text, len(chunk), len(rows), dict(zip(*counts.to_dict(as_series=False).values())),
+                       f"{cols[0][-1]}:{cols[1][-1]}")
+
+
 #: chunks never span a block of this many bases (nor two contigs), so a genomic shard of whole
 #: blocks is cut into exactly the chunks a single process cuts
 BLOCK = 1_000_000
@@ -285,16 +321,9 @@ def run(cfg: RunConfig) -> RunSummary:
         if k < store.chunks_done:
             k += 1
             return
-        cols = _columns(chunk, reader, cfg.skip_malformed, pipe.warn)
-        rows, table, model_info = pipe.process_columns(cols)
-        vcf_text = None
-        if want_vcf:
-            infos = pipe.vcf_info(rows, len(chunk), model_info)
-            variants = [None if m else v for (v, _), m in zip(chunk, cols[5])]
-            vcf_text = "".join(record_lines(variants, infos))
-        counts = rows.df.get_column("status").value_counts()
-        store.write_chunk(k, table, vcf_text, len(chunk), dict(zip(*counts.to_dict(as_series=False).values())))
-        progress.update(len(chunk), len(rows), f"{cols[0][-1]}:{cols[1][-1]}")
+        res = process_chunk(pipe, reader, chunk, want_vcf)
+        store.write_chunk(k, res.table, res.vcf_text, res.n_records, res.status_counts)
+        progress.update(res.n_records, res.n_alleles, res.where)
         k += 1
 
     try:

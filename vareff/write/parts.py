@@ -6,6 +6,12 @@ When the stream ends the parts are concatenated into each output under a
 temporary name that is renamed into place; only then is the parts folder removed.
 A run that dies keeps its parts, and ``--resume`` continues after the last
 recorded chunk.
+
+Distributed runs (``vareff.engine.distributed``) write the same part files from many
+workers at once; as the manifest has a single writer, each worker records a finished
+chunk in its own marker ``<k>.done.json`` instead (written after the parts), and the
+driver folds the markers into the manifest (:meth:`PartStore.adopt_markers`) before it
+finalizes.  Resume then means: rescore the chunks that have no marker.
 """
 from __future__ import annotations
 
@@ -37,12 +43,45 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def _bgzf_bytes(text: str, tmpdir: Path) -> bytes:
     """BGZF-compress ``text`` (BGZF members concatenate into a valid BGZF file)."""
-    tmp = tmpdir / f".bgzf-{os.getpid()}"
+    tmp = tmpdir / f".bgzf-{os.getpid()}-{id(text)}"
     with pysam.BGZFile(str(tmp), "wb") as fh:
         fh.write(text.encode())
     data = tmp.read_bytes()
     tmp.unlink()
     return data
+
+
+def write_part_files(parts_dir: Path, outputs: tuple[OutputSpec, ...], k: int, table: pa.Table,
+                     vcf_text: str | None) -> None:
+    """Write chunk ``k``'s part files (each atomically) for every output format in ``outputs``."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    _atomic_write_bytes(parts_dir / f"{k:08d}.parquet", sink.getvalue().to_pybytes())
+    if vcf_text is not None:
+        if any(o.format == "vcf" and o.bgzip for o in outputs):
+            _atomic_write_bytes(parts_dir / f"{k:08d}.vcf.bgz", _bgzf_bytes(vcf_text, parts_dir))
+        if any(o.format == "vcf" and not o.bgzip for o in outputs):
+            _atomic_write_bytes(parts_dir / f"{k:08d}.vcf", vcf_text.encode())
+
+
+MARKER = ".done.json"
+
+
+def write_marker(parts_dir: Path, k: int, n_records: int, status_counts: dict[str, int]) -> None:
+    """Record chunk ``k`` as finished (call after its part files are written)."""
+    blob = {"records": int(n_records), "status_counts": {s: int(c) for s, c in status_counts.items()}}
+    _atomic_write_bytes(parts_dir / f"{k:08d}{MARKER}", json.dumps(blob).encode())
+
+
+def read_markers(parts_dir: Path) -> dict[int, dict]:
+    """Chunk index -> marker contents, for every finished chunk recorded by a marker."""
+    out = {}
+    for p in parts_dir.glob(f"*{MARKER}"):
+        try:
+            out[int(p.name[: -len(MARKER)])] = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue  # unreadable marker: the chunk is rescored
+    return out
 
 
 class PartStore:
@@ -81,10 +120,27 @@ class PartStore:
 
     @staticmethod
     def _finished_chunks(manifest: Path) -> int:
+        if any(manifest.parent.glob(f"*{MARKER}")):
+            return len(read_markers(manifest.parent)) or 1
         try:
             return int(json.loads(manifest.read_text())["chunks"])
         except (OSError, ValueError, KeyError, TypeError):
             return 0
+
+    def adopt_markers(self, n_chunks: int) -> None:
+        """Distributed runs: every chunk ``0..n_chunks-1`` has a marker; record them in the manifest
+        as finished (records and status counts summed), so :meth:`finalize` assembles them."""
+        markers = read_markers(self.dir)
+        missing = [k for k in range(n_chunks) if k not in markers]
+        if missing:
+            raise RuntimeError(f"chunks {missing[:5]} have no finished marker")
+        sc: dict[str, int] = {}
+        for k in range(n_chunks):
+            for s, c in markers[k]["status_counts"].items():
+                sc[s] = sc.get(s, 0) + c
+        self.state.update(chunks=n_chunks, records=sum(markers[k]["records"] for k in range(n_chunks)),
+                          status_counts=sc)
+        self._save_manifest()
 
     @property
     def records_done(self) -> int:
@@ -96,14 +152,7 @@ class PartStore:
     def write_chunk(self, k: int, table: pa.Table, vcf_text: str | None, n_records: int,
                     status_counts: dict[str, int]) -> None:
         """Persist chunk ``k``; the manifest is updated last, so a chunk counts only when whole."""
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        _atomic_write_bytes(self.dir / f"{k:08d}.parquet", sink.getvalue().to_pybytes())
-        if vcf_text is not None:
-            if any(o.format == "vcf" and o.bgzip for o in self.outputs):
-                _atomic_write_bytes(self.dir / f"{k:08d}.vcf.bgz", _bgzf_bytes(vcf_text, self.dir))
-            if any(o.format == "vcf" and not o.bgzip for o in self.outputs):
-                _atomic_write_bytes(self.dir / f"{k:08d}.vcf", vcf_text.encode())
+        write_part_files(self.dir, self.outputs, k, table, vcf_text)
         self.state["chunks"] = k + 1
         self.state["records"] += n_records
         sc = self.state["status_counts"]
