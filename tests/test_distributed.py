@@ -163,6 +163,7 @@ def _kill_a_busy_worker(parts: Path, stop: threading.Event, killed: list) -> Non
 
 
 def _run_with_a_kill(vcf, outs, kw):
+    pytest.importorskip("psutil")  # installed with ray[default]; finds the worker processes
     parts = outs[0].with_name(f".{outs[0].name}.vareff-parts")
     stop, killed = threading.Event(), []
     killer = threading.Thread(target=_kill_a_busy_worker, args=(parts, stop, killed), daemon=True)
