@@ -15,6 +15,10 @@ output never reaches the padding (``context`` = 5000 = the receptive field).
 
 Input: one-hot ``(B, 4, L)`` in the order A, C, G, T (N = all zeros).
 Output: ``(B, 3, L - 2*context)`` softmax over (neither, acceptor, donor).
+
+Inside, activations are ``(B, C, 1, L)`` in channels-last memory and the convolutions are
+``Conv2d`` with ``(1, k)`` kernels: with 32 channels, oneDNN runs these 1.4-1.7x faster on
+this project's CPUs than ``Conv1d`` on ``(B, C, L)`` (measured; same arithmetic).
 """
 from __future__ import annotations
 
@@ -87,16 +91,16 @@ class SpliceAIModel(nn.Module):
             if n.kind == "conv":
                 w = weights[n.name]
                 kernel = torch.from_numpy(np.ascontiguousarray(w["kernel"].transpose(2, 1, 0)))  # (out, in, k)
-                conv = nn.Conv1d(kernel.shape[1], kernel.shape[0], kernel.shape[2], dilation=n.params["dil"])
-                conv.weight.data.copy_(kernel)
+                conv = nn.Conv2d(kernel.shape[1], kernel.shape[0], (1, kernel.shape[2]), dilation=(1, n.params["dil"]))
+                conv.weight.data.copy_(kernel[:, :, None, :])  # (out, in, 1, k)
                 conv.bias.data.copy_(torch.from_numpy(w["bias"]))
-                self.convs[n.name] = conv
+                self.convs[n.name] = conv.to(memory_format=torch.channels_last)
             elif n.kind == "bn":
                 w = weights[n.name]
                 scale = w["gamma"] / np.sqrt(w["moving_variance"] + n.params["eps"])
                 shift = w["beta"] - w["moving_mean"] * scale
-                self.register_buffer(f"bn_scale_{n.name}", torch.from_numpy(scale.astype(np.float32))[:, None])
-                self.register_buffer(f"bn_shift_{n.name}", torch.from_numpy(shift.astype(np.float32))[:, None])
+                self.register_buffer(f"bn_scale_{n.name}", torch.from_numpy(scale.astype(np.float32))[:, None, None])
+                self.register_buffer(f"bn_shift_{n.name}", torch.from_numpy(shift.astype(np.float32))[:, None, None])
         self.context = self._check_context()
         # free each intermediate after its last use (the graph has ~125 nodes of (B, 32, L) floats)
         last_use: dict[str, int] = {}
@@ -158,7 +162,7 @@ class SpliceAIModel(nn.Module):
         out = None
         for j, n in enumerate(self.nodes):
             if n.kind == "input":
-                v = x
+                v = _to4d(x)
             elif n.kind == "crop":
                 c = trim[n.name] - trim[n.inputs[0]]
                 v = vals[n.inputs[0]]
@@ -176,10 +180,10 @@ class SpliceAIModel(nn.Module):
                 if r is not None:
                     t = trim[n.name]
                     req.values[n.name] = torch.stack(
-                        [v[b, :, o + r[0] - t: o + r[1] - t] for b, o in req.sites])  # (S, C, w)
+                        [v[b, :, :, o + r[0] - t: o + r[1] - t] for b, o in req.sites])  # (S, C, 1, w)
             for i in self._free_after[j]:
                 del vals[i]
-        return out
+        return out.squeeze(2)
 
     def cone_geometry(self, W: int, v0: int, ref_len: int, alt_len: int) -> "ConeGeometry":
         """Which activations an allele changes, for a reference window of length ``W``.
@@ -243,7 +247,8 @@ class SpliceAIModel(nn.Module):
             if c_lo <= lo and hi <= c_hi:
                 return v[..., lo - c_lo: hi - c_lo]
             r, r_lo = ref[m], read[m][0]
-            x = v.new_empty((v.shape[0], v.shape[1], hi - lo))
+            x = torch.empty((v.shape[0], v.shape[1], 1, hi - lo), dtype=v.dtype, device=v.device,
+                            memory_format=torch.channels_last)
             a, b = lo, min(hi, c_lo)
             if a < b:  # left of the cone: reference, same coordinates
                 x[..., : b - lo] = r[..., a - r_lo: b - r_lo]
@@ -258,7 +263,7 @@ class SpliceAIModel(nn.Module):
         for j, n in enumerate(self.nodes):
             lo, hi = cone[n.name]
             if n.kind == "input":
-                v = alt
+                v = _to4d(alt)
             elif n.kind == "conv":
                 h = (n.params["k"] - 1) // 2 * n.params["dil"]
                 v = self._node(n, [take(n.inputs[0], lo - h, hi + h)])
@@ -271,7 +276,12 @@ class SpliceAIModel(nn.Module):
             vals[n.name] = out = v
             for i in self._free_after[j]:
                 del vals[i]
-        return out
+        return out.squeeze(2)
+
+
+def _to4d(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, L) -> (B, C, 1, L) in channels-last memory."""
+    return x[:, :, None, :].contiguous(memory_format=torch.channels_last)
 
 
 @dataclass
