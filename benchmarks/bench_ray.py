@@ -10,8 +10,9 @@ Two inputs:
   markers) without model time to hide them.
 
 Pairs run interleaved (local, ray, local, ray, ...), each as its own ``python -m vareff`` process;
-wall time and CPU time (user + system of the process and its children, which include the Ray
-workers) are reported.  ``--threads T`` is given to both engines: locally one process with T torch
+wall time is the figure to compare.  CPU time (user + system of the reaped child processes) is
+printed too, but for Ray it misses the workers that Ray's own processes start and stop, so it is
+only meaningful for the local engine.  ``--threads T`` is given to both engines: locally one process with T torch
 threads; on Ray one worker per T CPUs of the local instance (so ``--threads 2`` on a 2-core machine
 means one worker holding the same two threads: same resources, byte-identical output).
 

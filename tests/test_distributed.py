@@ -219,3 +219,15 @@ def test_failing_shard_is_reported_while_the_others_finish(ray_local, shared_dat
     with pytest.raises(ShardsFailedError, match=pattern):
         vareff.score_vcf(vcf, out, resume=True, **kw)
     assert {p.name: p.stat().st_mtime_ns for p in parts.glob("*.done.json")} == kept
+
+
+def test_options_the_ray_engine_cannot_honour_are_refused(ray_local, tmp_path):
+    from vareff.errors import ConfigError
+
+    vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 10, ".", "A", "C")])
+    with pytest.raises(ConfigError, match="cannot read stdin"):
+        vareff.score_vcf("-", tmp_path / "o.parquet", models=[], engine="ray")
+    with pytest.raises(ConfigError, match="more CPUs per worker than the Ray cluster has"):
+        vareff.score_vcf(vcf, tmp_path / "o.parquet", models=[], engine="ray", threads=4)
+    with pytest.raises(ConfigError, match="apply to the Ray engine"):
+        vareff.score_vcf(vcf, tmp_path / "o.parquet", models=[], shards=3)

@@ -260,7 +260,10 @@ def _worker_resources(ray, cfg: RunConfig) -> tuple[int, dict]:
     cpus = cfg.threads or 1
     if gpus and not cfg.device.startswith("cpu"):
         return gpus, {"num_gpus": 1, "num_cpus": cpus}
-    return max(1, int(res.get("CPU", 1)) // cpus), {"num_cpus": cpus}
+    if res.get("CPU", 0) < cpus:  # such a worker could never be placed: the run would wait forever
+        raise ConfigError(f"--threads {cpus} asks more CPUs per worker than the Ray cluster has ({res.get('CPU', 0):g})",
+                          "lower --threads, or join a larger cluster with --ray-address")
+    return int(res["CPU"]) // cpus, {"num_cpus": cpus}
 
 
 def _cause(ray, e: BaseException) -> BaseException:
@@ -313,6 +316,16 @@ def _drive(ray, cfg: RunConfig) -> DistributedSummary:
 
     workers = [new_worker() for _ in range(n_workers)]
     try:
+        return _schedule(ray, cfg, chunks, shards, workers, new_worker, progress)
+    finally:
+        for wk in workers:
+            ray.kill(wk)
+
+
+def _schedule(ray, cfg, chunks, shards, workers, new_worker, progress) -> DistributedSummary:
+    """Open the part store, send the shards to the workers (retrying failures), merge the parts."""
+    n_workers = len(workers)
+    try:
         desc = ray.get(workers[0].describe.remote())
     except ray.exceptions.RayTaskError as e:
         raise _cause(ray, e) from None
@@ -364,12 +377,11 @@ def _drive(ray, cfg: RunConfig) -> DistributedSummary:
         idle.append(w)
         summary.chunks_scored += out["scored"]
         progress.update(out["records"], out["alleles"], f"{sh.describe()} done")
-    for wk in workers:
+    for wk in workers:  # backends with side outputs finish them
         try:
             ray.get(wk.close.remote())
         except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError):
             pass
-        ray.kill(wk)
     if failed:
         raise ShardsFailedError(
             f"{len(failed)} of {len(shards)} shards failed after {1 + SHARD_RETRIES} attempts:\n  "
