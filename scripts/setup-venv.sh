@@ -13,3 +13,5 @@ python -m pip install --quiet "torch==2.13.0"
 # SpliceAI's published weights and gene tables; vareff reads the files and never imports keras/tensorflow.
 python -m pip install --quiet --no-deps "spliceai==1.3.1"
 python -m pip install --quiet -e ".[test,triton]"
+# Ray for the scale-out tests (the light core package; users install vareff[ray])
+python -m pip install --quiet "ray>=2.9" psutil
