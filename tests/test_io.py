@@ -13,7 +13,7 @@ import pytest
 import vareff
 from vareff.errors import InputError, MalformedRecordError
 
-from engine_helpers import brca_paths, shifted_pangolin_vcf, tubb8_paths, write_vcf
+from engine_helpers import shifted_pangolin_vcf, tubb8_paths, write_vcf
 
 CLINVAR = "clinvar/clinvar_20211025_GRCh38.vep_clinvar_testset.vcf.gz"
 

@@ -31,7 +31,6 @@ import collections
 import itertools
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 

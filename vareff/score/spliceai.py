@@ -23,7 +23,6 @@ a site and neighbouring sites).  Alt windows are batched by length.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +36,6 @@ from vareff.models.spliceai import SpliceAIEnsemble, _StashRequest, load_splicea
 from vareff.score.base import AlleleBatch, InfoField, ScoreResult
 from vareff.window.genome import Genome
 
-log = logging.getLogger(__name__)
 
 NAME = "spliceai"
 _INF = 1 << 62
