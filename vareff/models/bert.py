@@ -442,12 +442,8 @@ def load_checkpoint(directory, hf_config: dict[str, Any], *, device, dtype, name
 
     directory = Path(directory)
     cfg = BertConfig.from_hf(hf_config, source=str(directory / "config.json"))
-    tok = BpeTokenizer(directory)
-    if tok.vocab_size > cfg.vocab_size:
-        raise CheckpointError(
-            f"{tok.source} has {tok.vocab_size} tokens but config.json vocab_size={cfg.vocab_size}",
-            "tokenizer and weights must come from the same checkpoint",
-        )
+    # extra tokenizer ids are accepted only if never emitted (GROVER's empty piece at id 609)
+    tok = BpeTokenizer(directory).restrict_to(cfg.vocab_size, config_source=str(directory / "config.json"))
     sd, files = read_state_dict(directory)
     model = build(cfg, sd, source=str(files[0] if len(files) == 1 else directory))
     model.set_compute_dtype(dtype).to(device)
