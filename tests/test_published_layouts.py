@@ -249,20 +249,40 @@ def _close(a, b, mask, what):
     assert err < TOL, f"{what}: max |diff| {err:.2e}"
 
 
-def test_nt_v1_published_layout(tmp_path, marker):
-    d = tmp_path / "nucleotide-transformer-500m-human-ref"
+def _shard(d: Path, sd: dict) -> list[str]:
+    """Two ``pytorch_model-0000k-of-00002.bin`` shards + ``pytorch_model.bin.index.json`` (the 2.5b repositories)."""
+    keys = list(sd)
+    names = ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"]
+    parts = [keys[: len(keys) // 2], keys[len(keys) // 2:]]
+    for name, ks in zip(names, parts):
+        torch.save({k: sd[k] for k in ks}, d / name)
+    index = {"metadata": {"total_size": sum(v.numel() * v.element_size() for v in sd.values())},
+             "weight_map": {k: name for name, ks in zip(names, parts) for k in ks}}
+    (d / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    return names
+
+
+@pytest.mark.parametrize("size", ["500m", "2.5b"])
+def test_nt_v1_published_layout(size, tmp_path, marker):
+    d = tmp_path / f"nucleotide-transformer-{size}"
     dims = dict(hidden_size=24, num_attention_heads=2, num_hidden_layers=2, intermediate_size=40)
     hf, _ = nf.make_nt_v1(d, seed=11, **dims)
-    (d / "model.safetensors").unlink()  # the published repository (main) has no safetensors
+    (d / "model.safetensors").unlink()  # the published repositories (main) have no safetensors
     sd = hf.state_dict()  # incl. esm.contact_head.*; plus the int64 position_ids buffer (LongStorage in the pickle)
     sd["esm.embeddings.position_ids"] = torch.arange(hf.config.max_position_embeddings)[None]
-    torch.save(sd, d / "pytorch_model.bin")
-    (d / "tf_model.h5").write_bytes(b"\x89HDF\r\n\x1a\n not read by vareff")
+    expected = set(NT_V1_FILES)
+    if size == "500m":
+        torch.save(sd, d / "pytorch_model.bin")
+    else:  # 2.5b: sharded pickles with an index
+        expected = (expected - {"pytorch_model.bin", "tf_model.h5"}) | set(_shard(d, sd)) | {"pytorch_model.bin.index.json"}
+    if "tf_model.h5" in expected:
+        (d / "tf_model.h5").write_bytes(b"\x89HDF\r\n\x1a\n not read by vareff")
     _nt_tokenizer_files(d, 1000)
-    assert _files(d) == NT_V1_FILES and "auto_map" not in json.loads((d / "config.json").read_text())
+    assert _files(d) == expected and "auto_map" not in json.loads((d / "config.json").read_text())
 
     m = load_model(d, device="cpu")
-    assert m.config.variant == "NT-v1" and m.weight_files[0].name == "pytorch_model.bin"
+    assert m.config.variant == "NT-v1" and {f.name for f in m.weight_files} == {
+        n for n in expected if n.startswith("pytorch_model") and n.endswith(".bin")}
     tok = _esm_reference_tokenizer(d)
     seqs, ids, am = _batch(tok, 11)
     ids2, am2 = m.tokenize(seqs)
