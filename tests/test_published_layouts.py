@@ -102,7 +102,7 @@ def _with_trap_pickle(src: Path, dst: Path, marker: Path) -> Path:
                          ids=["pad0-unk1", "unk0-pad1"])
 def test_grover_published_layout_loads_and_equals_transformers(specials, tmp_path, marker):
     from tokenizers import Tokenizer
-    from transformers import AutoTokenizer, BertForMaskedLM
+    from transformers import AutoTokenizer, BertForMaskedLM, PreTrainedTokenizerFast
 
     src = tmp_path / "src"
     gf.make_published_grover(src, specials=specials, seed=5)
@@ -123,9 +123,9 @@ def test_grover_published_layout_loads_and_equals_transformers(specials, tmp_pat
     seqs = [gf.random_dna(rng.randint(1, 400), rng) for _ in range(40)]
     seqs[0] = "acgtNNacgt" + seqs[0]  # soft-masked bases and N: vareff upper-cases first
     ids, am = m.tokenize(seqs)
-    hf_tok = AutoTokenizer.from_pretrained(str(d))
-    want = hf_tok([s.upper() for s in seqs], padding=True, return_tensors="pt")
-    assert torch.equal(ids, want["input_ids"]) and torch.equal(am, want["attention_mask"])
+    for hf_tok in (AutoTokenizer.from_pretrained(str(d)), PreTrainedTokenizerFast.from_pretrained(str(d))):
+        want = hf_tok([s.upper() for s in seqs], padding=True, return_tensors="pt")
+        assert torch.equal(ids, want["input_ids"]) and torch.equal(am, want["attention_mask"])
     for s, row, n in zip(seqs, ids, am.sum(1)):
         assert row[:n].tolist() == ref_tok.encode(s.upper()).ids
     assert int(ids.max()) < 609  # the empty piece is never emitted
@@ -388,11 +388,14 @@ def test_broken_config_json_is_one_error_line(grover_dir, shared_data, tmp_path,
     assert all(x.startswith("Hint: ") for x in lines[1:]) and len(lines) <= 2
 
 
-def test_pickled_code_is_refused_in_one_line_without_torch_advice(grover_dir, shared_data, tmp_path, capsys, marker):
+@pytest.mark.parametrize("zipfile", [True, False], ids=["zip", "legacy"])
+def test_pickled_code_is_refused_in_one_line_without_torch_advice(grover_dir, shared_data, tmp_path, capsys, marker,
+                                                                  zipfile):
     d, hf = grover_dir
     bad = tmp_path / "evil"
     shutil.copytree(d, bad)
-    torch.save({**hf.state_dict(), "extra": _Trap(marker)}, bad / "pytorch_model.bin")
+    torch.save({**hf.state_dict(), "extra": _Trap(marker)}, bad / "pytorch_model.bin",
+               _use_new_zipfile_serialization=zipfile)
     rc, err = _cli(shared_data, tmp_path, bad, capsys)
     assert rc == 2
     lines = err.strip().splitlines()
@@ -400,6 +403,17 @@ def test_pickled_code_is_refused_in_one_line_without_torch_advice(grover_dir, sh
     assert lines[0].startswith("vareff: error: ") and str(bad / "pytorch_model.bin") in lines[0]
     assert "contains pickled code" in lines[0] and "will not run it" in lines[0]
     assert "weights_only=False" not in err
+
+
+def test_legacy_pickle_format_loads_like_the_zip_format(grover_dir, tmp_path):
+    """A pre-1.6 (non-zip) torch.save file cannot be memory-mapped; it is read without mmap, still weights_only."""
+    d, hf = grover_dir
+    old = tmp_path / "legacy"
+    shutil.copytree(d, old)
+    torch.save(hf.state_dict(), old / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    m1, m2 = load_model(d, device="cpu"), load_model(old, device="cpu")
+    ids, am = m1.tokenize(["ACGTTGCAAGGTAC" * 7, "TTAGC"])
+    assert torch.equal(m1.forward(ids, am).logits, m2.forward(ids, am).logits)
 
 
 def test_damaged_bin_is_one_error_line(grover_dir, tmp_path):
