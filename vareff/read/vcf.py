@@ -12,8 +12,8 @@ htslib has then consumed that one line and iteration can go on, so the reader yi
 itself read back from the file (:class:`_LineCursor`), to say what is wrong with it and to
 tell a bad line from unreadable (corrupt or truncated) compressed data.  The normal path
 adds no per-record Python.  Checks made before reading: the BGZF end-of-file marker
-(truncated downloads), the header's ``#CHROM`` line, and for ``-r`` an index no older than
-the file.  See docs/input-checks.md.
+(truncated downloads), the header's ``#CHROM`` line, and for ``-r`` an index that matches
+the file (:mod:`vareff.read.index`).  See docs/input-checks.md.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import cyvcf2
 
 from vareff.errors import ConfigError, InputError, MalformedRecordError
+from vareff.read.index import REINDEX, check_index
 from vareff.window.contigs import resolve_contig
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,6 @@ MAX_POS = 2**31 - 1
 _COLUMNS = ("CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO")
 #: cyvcf2 errors in a row with no record read in between: the data cannot be read any further
 _STUCK = 1000
-_REINDEX = "re-index it: tabix -f -p vcf {p} (or bcftools index -f {p})"
 
 
 class BadRecord:
@@ -187,22 +187,6 @@ def check_complete(path: str, allow_truncated: bool = False) -> None:
             "the records it still holds")
 
 
-def check_index(path: str) -> str:
-    """The index of ``path`` for ``-r`` (.tbi or .csi); InputError when missing or older than the file."""
-    found = [path + ext for ext in (".tbi", ".csi") if os.path.exists(path + ext)]
-    if not found:
-        raise InputError(
-            f"-r/--region needs an index for {path!r}, and there is none (.tbi or .csi)",
-            f"bgzip the file and index it: bgzip IN.vcf && tabix -p vcf IN.vcf.gz (or bcftools index {path})",
-        )
-    data_mtime = int(os.stat(path).st_mtime)
-    for idx in found:  # htslib's own test (whole seconds); it only warns and then reads nothing
-        if int(os.stat(idx).st_mtime) < data_mtime:
-            raise InputError(f"the index {idx!r} is older than {path!r}: it is stale and would find the wrong "
-                             "records (or none)", _REINDEX.format(p=path))
-    return found[0]
-
-
 def header_problem(path: str) -> str:
     """Why htslib could not read the header of a text VCF (plain or gzipped), in words."""
     try:
@@ -264,7 +248,8 @@ class VcfReader:
             if self.path == "-":
                 raise ConfigError("-r/--region cannot be used when reading from stdin",
                                   "write the input to an indexed file (bgzip + tabix) first")
-            check_index(self.path)
+            if not any(os.path.exists(self.path + ext) for ext in (".tbi", ".csi")):
+                check_index(self.path, [])  # raises: no index
         try:
             self.vcf = cyvcf2.VCF(self.path, threads=threads, lazy=True)
         except Exception as e:  # cyvcf2 raises a bare Exception for a header htslib cannot parse
@@ -274,6 +259,9 @@ class VcfReader:
         self.n_samples = len(self.vcf.samples)
         self.header_lines = _count_header_lines(self.path)
         self.seqnames = list(self.vcf.seqnames) if self.regions else []
+        if self.regions:
+            check_index(self.path, sorted({c for r in self.regions
+                                           if (c := resolve_contig(r.chrom, self.seqnames)) is not None}))
         self._cursor: _LineCursor | None = None
 
     def describe(self, loc: tuple[int, str | None]) -> str:
@@ -302,7 +290,7 @@ class VcfReader:
                 if not isinstance(v, BadRecord) and (v.CHROM != chrom or s >= end0 or max(v.end, s + 1) <= reg.start0):
                     raise InputError(
                         f"the index of {self.path!r} does not match the file: region {q} returned the record "
-                        f"{v.CHROM}:{v.POS}, which lies outside it", _REINDEX.format(p=self.path))
+                        f"{v.CHROM}:{v.POS}, which lies outside it", REINDEX.format(p=self.path))
                 if any(a <= s and (b is None or s < b) for a, b in earlier):
                     continue  # already emitted by an overlapping earlier region
                 yield v, loc
