@@ -71,7 +71,8 @@ def _fields(line, i, value):
 
 
 def _with_samples(header, records):
-    head = header[:-1] + ['##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">', header[-1] + "\tFORMAT\tS1\tS2"]
+    fmt = '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">'
+    head = header[:-1] + [fmt, header[-1] + "\tFORMAT\tS1\tS2"]
     return head, [r + "\tGT\t0/1\t0/0" for r in records]
 
 
@@ -188,7 +189,8 @@ def test_truncated_bgzf_inputs(clinvar, annotation, tmp_path, capfd):
 
 def test_truncated_bcf(clinvar, shared_data, annotation, tmp_path, capfd):
     bcf = tmp_path / "in.bcf"
-    with pysam.VariantFile(str(shared_data / CLINVAR)) as vin, pysam.VariantFile(str(bcf), "wb", header=vin.header) as vo:
+    with pysam.VariantFile(str(shared_data / CLINVAR)) as vin, \
+            pysam.VariantFile(str(bcf), "wb", header=vin.header) as vo:
         for r in vin:
             vo.write(r)
     cut = tmp_path / "cut.bcf"

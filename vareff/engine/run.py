@@ -172,12 +172,13 @@ def _malformed(reader: VcfReader, v, loc, problem: str | None, skip_malformed: b
     if isinstance(v, BadRecord):
         text, problem = v.text, v.problem
     else:
-        text = reader.line_text(loc)
-        if text is None:
-            text = str(v).split("\t", 1)[0] if problem is None else v.CHROM
-        if problem is None:
-            problem = line_problem(text, reader.n_samples) if loc[1] is None and reader.header_lines is not None \
-                else "htslib could not parse REF/ALT"
+        # (the line is read back while its text is shown; past the warning cap, its parsed CHROM will do)
+        text = reader.line_text(loc) if not skip_malformed or warn.seen["malformed_record"] < warn.cap else None
+        if problem is None:  # parsed without REF: never read REF/ID; say what is wrong from the text
+            problem = line_problem(text, reader.n_samples) if text is not None else "htslib could not parse REF/ALT"
+            text = text if text is not None else str(v).split("\t", 1)[0]
+        elif text is None:
+            text = v.CHROM
     shown = (text or "")[:120]
     if not skip_malformed:
         raise MalformedRecordError(
