@@ -272,3 +272,34 @@ def test_symbolic_alleles(clinvar, annotation, tmp_path, capfd):
     assert df["alt"].to_list() == SYMBOLIC + ["T", ".C", "<DEL>"]
     assert df["status"].to_list() == ["symbolic_allele"] * len(SYMBOLIC) + ["ok", "symbolic_allele", "symbolic_allele"]
     assert all(is_symbolic(a) for a in SYMBOLIC) and not any(is_symbolic(a) for a in ("A", "ACGT", ".", "N"))
+
+
+def test_consecutive_malformed_lines_keep_every_other_record(clinvar, clean_rows, annotation, tmp_path, capfd):
+    """Two refused lines in a row and a misread one just after: three malformed rows, no desync."""
+    header, records = clinvar
+    bad = list(records)
+    bad[5] = "\t".join(bad[5].split("\t")[:2])
+    bad[6] = _fields(bad[6], 1, "12.5")
+    bad[7] = "chr " + bad[7]
+    vcf = tmp_path / "three.vcf"
+    vcf.write_text("\n".join(header + bad) + "\n")
+    rc, err = _run(capfd, annotation, vcf, tmp_path / "o.parquet", "--skip-malformed")
+    assert rc == 0 and sum("malformed VCF record skipped" in x for x in err) == 3
+    got = pl.read_parquet(tmp_path / "o.parquet")
+    assert [i for i, s in enumerate(got["status"]) if s == "malformed_record"] == [5, 6, 7]
+    keys = ["chrom", "pos", "ref", "alt"]
+    keep = [i for i in range(len(records)) if i not in (5, 6, 7)]
+    assert got[keep].select(keys).equals(clean_rows[keep].select(keys))
+
+
+def test_refused_line_inside_a_region_query(clinvar, annotation, tmp_path, capfd):
+    """cyvcf2's region iterator stops at a refused line, so inside -r it is an error even with --skip-malformed."""
+    header, records = clinvar
+    i = next(k for k, r in enumerate(records) if r.startswith("10\t"))
+    bad = records[:i + 1] + ["\t".join(records[i].split("\t")[:4])] + records[i + 1:]
+    vcf = tmp_path / "in.vcf"
+    vcf.write_text("\n".join(header + bad) + "\n")
+    gz = pysam.tabix_index(str(vcf), preset="vcf", force=True)
+    out = tmp_path / "o.parquet"
+    rc, err = _run(capfd, annotation, gz, out, "-r", "10", "--skip-malformed")
+    _assert_error(rc, err, out, "in.vcf.gz", "record 2 of region 10", "cannot be parsed")
