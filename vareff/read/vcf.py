@@ -107,7 +107,7 @@ def line_problem(text: str, n_samples: int) -> str:
         return f"POS {fields[1]} is larger than {MAX_POS} (2^31-1), the largest position vareff supports"
     if n_samples and len(fields) != 9 + n_samples:
         return f"it has {max(len(fields) - 9, 0)} sample columns but the header names {n_samples}"
-    for name, value in zip(fields[8:], fields[8:]):
+    for value in fields[8:]:
         if any(c.isspace() for c in value):
             return f"sample field {value!r} contains whitespace"
     return "htslib could not parse it (its message is above)"
