@@ -28,6 +28,7 @@ def score_vcf(
     chunk_size: int = 2000,
     resume: bool = False,
     skip_malformed: bool = False,
+    allow_truncated: bool = False,
     max_allele_length: int = 1000,
     spliceai_distance: int = 50,
     spliceai_mask: bool = False,
@@ -72,6 +73,10 @@ def score_vcf(
         ``CHROM=FASTA_CONTIG[+OFFSET]`` entries for FASTAs that hold a slice of a chromosome.
     chunk_size
         Records per chunk: the unit of output writes and of ``resume``.
+    skip_malformed, allow_truncated
+        Record unparseable lines as ``malformed_record`` rows instead of stopping; read a
+        ``.vcf.gz``/``.bcf`` that lacks its BGZF end-of-file marker (cut short) instead of
+        refusing it (see docs/input-checks.md).
     resume
         Continue an interrupted run with the same arguments from its last finished chunk
         (``engine="ray"``: rescore only the chunks no shard finished).
@@ -94,6 +99,7 @@ def score_vcf(
         input=os.fspath(input), outputs=specs, fasta=os.fspath(fasta) if fasta else None, models=tuple(models),
         regions=tuple(regions), contig_map=tuple(contig_map), device=device, dtype=dtype, batch_size=batch_size,
         threads=threads, chunk_size=chunk_size, resume=resume, skip_malformed=skip_malformed,
+        allow_truncated=allow_truncated,
         max_allele_length=max_allele_length, progress=progress, spliceai_distance=spliceai_distance,
         spliceai_mask=spliceai_mask, spliceai_annotation=spliceai_annotation, spliceai_weights=spliceai_weights,
         alphamissense=alphamissense, am_transcript=am_transcript, annotation=annotation,

@@ -53,6 +53,9 @@ def _score_parser_options(p, calibrate: bool) -> None:
                        help="Ray: number of genomic shards (default: 4 per worker)")
     p.add_argument("--skip-malformed", action="store_true",
                    help="keep going past unparseable records (status malformed_record) instead of stopping")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="score a .vcf.gz/.bcf that lacks its BGZF end-of-file marker (cut short) instead of "
+                        "refusing it; records past the cut are missing")
     p.add_argument("--max-allele-length", type=int, default=1000,
                    help="alleles longer than this get status allele_too_long (default: 1000)")
     p.add_argument("--spliceai-distance", type=int, default=50, metavar="D",
@@ -131,6 +134,7 @@ def _score_kwargs(args) -> dict:
         fasta=args.fasta, models=args.models, regions=args.region, contig_map=args.contig_map, device=args.device,
         dtype=args.dtype, batch_size=args.batch_size, threads=args.threads, chunk_size=args.chunk_size,
         skip_malformed=args.skip_malformed, max_allele_length=args.max_allele_length,
+        allow_truncated=args.allow_truncated,
         spliceai_distance=args.spliceai_distance, spliceai_mask=args.spliceai_mask,
         spliceai_annotation=args.spliceai_annotation, spliceai_weights=args.spliceai_weights,
         alphamissense=args.alphamissense, am_transcript=args.am_transcript, annotation=args.annotation,

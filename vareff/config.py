@@ -57,6 +57,8 @@ class RunConfig:
     chunk_size: int = 2000
     resume: bool = False
     skip_malformed: bool = False
+    #: read a BGZF input that lacks its end-of-file marker (cut short) instead of refusing it
+    allow_truncated: bool = False
     max_allele_length: int = 1000
     progress: bool = True
     spliceai_distance: int = 50

@@ -52,7 +52,9 @@ class Status(str, Enum):
     """Why an allele was (not) scored.  Values are written verbatim to the output.
 
     Input-level reasons are decided before any model runs; model-level reasons
-    (``outside_gene``, ``n_in_window``, ``model_error``) come from a backend.
+    (``outside_gene``, ``n_in_window``, ``model_error``) come from a backend.  ``n_in_window`` is
+    also an input-level reason: a REF that matches the FASTA but holds N sits in an N block
+    (unknown sequence), so no model can score it.
     ``near_contig_edge`` alleles *are* scored, on N-padded windows.
     """
 

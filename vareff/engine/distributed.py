@@ -114,7 +114,8 @@ class ChunkInfo:
 
 def plan_chunks(cfg: RunConfig) -> list[ChunkInfo]:
     """Pre-scan: the chunks a single process cuts from ``cfg.input`` (positions only)."""
-    reader = VcfReader(cfg.input, regions=[Region.parse(r) for r in cfg.regions], threads=cfg.threads or 1)
+    reader = VcfReader(cfg.input, regions=[Region.parse(r) for r in cfg.regions], threads=cfg.threads or 1,
+                       allow_truncated=cfg.allow_truncated)
     out, n = [], 0
     try:
         for chunk in iter_chunks(reader, cfg.chunk_size):
@@ -206,7 +207,7 @@ class ShardWorker:
             raise self.error
         cfg = self.cfg
         regions = [] if shard.segments else [Region.parse(r) for r in cfg.regions]
-        reader = VcfReader(cfg.input, regions=regions, threads=cfg.threads or 1)
+        reader = VcfReader(cfg.input, regions=regions, threads=cfg.threads or 1, allow_truncated=cfg.allow_truncated)
         if self.want_vcf:  # registers vareff's INFO fields with this reader, so records accept them
             prepare_header(reader.vcf, self.pipe.info_fields(), cfg.command)
         done = read_markers(self.parts_dir)
@@ -332,7 +333,7 @@ def _schedule(ray, cfg, chunks, shards, workers, new_worker, progress) -> Distri
     store = PartStore(cfg.outputs, run_fingerprint(cfg, desc["provenance"], {"engine": "ray"}), cfg.resume)
     header = None
     if any(o.format == "vcf" for o in cfg.outputs):
-        reader = VcfReader(cfg.input)
+        reader = VcfReader(cfg.input, allow_truncated=cfg.allow_truncated)
         header = prepare_header(reader.vcf, desc["info_fields"], cfg.command)
         reader.close()
 
