@@ -74,12 +74,17 @@ class RunConfig:
     engine: str = "local"
     ray_address: str | None = None
     shards: int | None = None
+    #: a run in which (almost) no allele can be placed on the FASTA is an error, not a warning
+    strict: bool = False
 
     def __post_init__(self):
         if not self.outputs:
             raise ConfigError("no output given", "pass -o OUT.parquet (or .vcf.gz / .tsv)")
         if self.chunk_size < 1 or self.batch_size < 1:
             raise ConfigError("--chunk-size and --batch-size must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads {self.threads}: must be at least 1",
+                              "leave it out to use torch's default (all cores)")
         if self.models and self.fasta is None:
             raise ConfigError("scoring with a model needs the reference FASTA",
                               "pass -f REF.fa (lookup-only runs with no -m need none)")
