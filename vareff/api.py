@@ -104,7 +104,7 @@ def score_vcf(
     ------
     VareffError
         Bad input or options (a message with a hint).  ``KeyboardInterrupt``
-        (:class:`~vareff.engine.run.RunInterrupted` on SIGINT/SIGTERM) leaves the finished
+        (:class:`~vareff.engine.signals.RunInterrupted` on SIGINT/SIGTERM) leaves the finished
         chunks on disk for ``resume=True``.
 
     Examples

@@ -136,22 +136,25 @@ class Progress:
             return self._fraction()
         return None
 
-    def figures(self) -> str:
-        """``done / total unit (pct), rated, rate, ETA`` in one line (the same for bar and log)."""
+    def figures(self, compact: bool = False) -> str:
+        """``done / total unit (pct), rated, rate, ETA`` in one line (``compact``: for the bar,
+        without the rated count)."""
         frac = self.fraction()
-        total = f"{self.total:,}" if self.total else "?"
-        parts = [f"{self.done:,} / {total} {self.unit}"]
+        total = f"{self.total:,}" if self.total else f"~{int(self.done / frac):,}" if frac and self.done else "?"
+        parts = [f"{self.done:,}/{total} {self.unit}" if compact else f"{self.done:,} / {total} {self.unit}"]
         if frac is not None:
-            parts[0] += f" ({100 * frac:.1f}%)"
-        if self.rate_unit != self.unit:
+            parts[0] += f" {100 * frac:.0f}%" if compact else f" ({100 * frac:.1f}%)"
+        if self.rate_unit != self.unit and not compact:
             parts.append(f"{self.rated:,} {self.rate_unit}")
-        parts.append(f"{self.rate:,.1f} {self.rate_unit}/s")
+        parts.append(f"{self.rate:,.{0 if compact and self.rate >= 10 else 1}f} {self.rate_unit}/s")
         elapsed = self.seconds
         if frac:
             parts.append(f"ETA {_duration(elapsed * (1 - frac) / frac)}")
         else:
             parts.append("ETA unknown")
-        return ", ".join(parts)
+        if compact and self.chunk_t0 is not None and time.monotonic() - self.chunk_t0 >= 2:
+            parts.append(f"chunk {_duration(time.monotonic() - self.chunk_t0)}")  # a sign of life on a slow chunk
+        return (" · " if compact else ", ").join(parts)
 
     def status(self) -> str:
         where = f"at {self.where}" if self.where else ""
@@ -194,12 +197,13 @@ class Progress:
                 self.log_now()
 
     def _start_bar(self) -> None:
-        from rich.progress import BarColumn, Progress as RichProgress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress as RichProgress, TextColumn
 
-        self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                 TextColumn("{task.fields[figures]}"), TimeElapsedColumn(),
-                                 TextColumn("{task.fields[status]}"), console=self.console,
-                                 transient=False, refresh_per_second=4)
+        # the figures hold %, rate and ETA; the status (position, time on the chunk) is cut first
+        columns = [TextColumn("{task.description}"), BarColumn(bar_width=12), TextColumn("{task.fields[figures]}")]
+        if self.console.width >= 120:
+            columns.append(TextColumn("{task.fields[status]}"))
+        self._bar = RichProgress(*columns, console=self.console, transient=False, refresh_per_second=4)
         self._task = self._bar.add_task(self.label, total=None, figures="", status="")
         self._bar.start()
         # log lines written while the bar is live go above it, not through it
@@ -214,7 +218,7 @@ class Progress:
             return
         frac = self.fraction()
         self._bar.update(self._task, total=None if frac is None else 1000, completed=0 if frac is None else frac * 1000,
-                         figures=self.figures(), status=self.status())
+                         figures=self.figures(compact=True), status=self.status())
 
     def close(self) -> None:
         """Stop the ticker and the bar (idempotent)."""

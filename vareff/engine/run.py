@@ -13,10 +13,7 @@ import json
 import logging
 import os
 import shutil
-import signal
-import threading
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +28,9 @@ from vareff.read.vcf import Region, VcfReader, is_malformed
 from vareff.score.base import InfoField, Scorer, cost_per_allele
 from vareff.score.registry import make_scorer
 from vareff.window.genome import ContigSlice, Genome
+from vareff.engine.checks import NOT_PLACED, placement_hint, placement_problem, preview, warn_no_hits
 from vareff.engine.progress import FilePosition, Progress
+from vareff.engine.signals import RunInterrupted, StopSignals
 from vareff.write.parts import PartStore
 from vareff.write.vcf import STATUS_FIELD, prepare_header, record_lines
 
@@ -102,11 +101,6 @@ def output_schema(scorers: list[Scorer], extra: pa.Schema | None = None) -> pa.S
 
 _SCORABLE = list(SCORABLE)
 _EDGE, _OK = Status.NEAR_CONTIG_EDGE.value, Status.OK.value
-#: statuses of alleles that were looked for on the FASTA and not found there as given
-NOT_PLACED = (Status.CONTIG_NOT_IN_FASTA.value, Status.OUTSIDE_FASTA.value, Status.REF_MISMATCH.value)
-#: statuses given only after an allele was placed on the FASTA
-_PLACED = (Status.OK.value, Status.NEAR_CONTIG_EDGE.value, Status.OUTSIDE_GENE.value, Status.N_IN_WINDOW.value,
-           Status.MODEL_ERROR.value)
 
 
 def combine_status(input_status: list[str], model_status: list[list[str | None]]) -> tuple[list[str], list[list[str]]]:
@@ -341,94 +335,6 @@ def iter_chunks(items, chunk_size: int, block: int = BLOCK, allele_cost: float =
         yield chunk
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """SIGINT/SIGTERM during a run: finished chunks are on disk, ``--resume`` continues."""
-
-    def __init__(self, signum: int):
-        self.signum = signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-
-
-class _Signals:
-    """Turn SIGINT/SIGTERM into :class:`RunInterrupted`, but never inside :meth:`atomic` (a chunk
-    being written is finished first).  Only the main thread can install handlers; elsewhere this
-    is a no-op."""
-
-    def __init__(self):
-        self.old: dict = {}
-        self.busy = False
-        self.pending: int | None = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, h in self.old.items():
-            signal.signal(sig, h)
-        self.old = {}
-
-    def _handle(self, signum, frame):
-        if self.busy:
-            self.pending = signum
-            return
-        raise RunInterrupted(signum)
-
-    @contextmanager
-    def atomic(self):
-        self.busy = True
-        try:
-            yield
-        finally:
-            self.busy = False
-        if self.pending is not None:
-            raise RunInterrupted(self.pending)
-
-
-def _preview(names, n: int = 8) -> str:
-    names = list(names)
-    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
-
-
-def placement_problem(status_counts: dict[str, int], vcf_contigs, fasta_contigs) -> str | None:
-    """A message when under 1% of the alleles looked for on the FASTA were placed there, else None."""
-    not_placed = {s: status_counts.get(s, 0) for s in NOT_PLACED if status_counts.get(s, 0)}
-    placed = sum(status_counts.get(s, 0) for s in _PLACED)
-    tried = placed + sum(not_placed.values())
-    if not tried or placed >= 0.01 * tried:
-        return None
-    why = ", ".join(f"{s} {n}" for s, n in not_placed.items())
-    return (f"only {placed} of {tried} alleles could be placed on the FASTA ({why}): the VCF's contigs are "
-            f"{_preview(sorted(vcf_contigs)) or 'none'}; the FASTA's are {_preview(fasta_contigs)}")
-
-
-def placement_hint(vcf_contigs, fasta_contigs) -> str:
-    """What to do about alleles that match nothing on the FASTA (names taken from the run)."""
-    v = sorted(vcf_contigs)[0] if vcf_contigs else "CHROM"
-    f = list(fasta_contigs)[0] if fasta_contigs else "CONTIG"
-    return (f"name the FASTA contig of each VCF contig with --contig-map CHROM=CONTIG[+OFFSET] (e.g. --contig-map "
-            f"{v}={f}, adding +OFFSET when the FASTA contig is a slice whose first base is genomic OFFSET+1), "
-            "or check that the VCF and the FASTA are of the same genome build")
-
-_NO_HITS_HINT = {
-    "alphamissense": "the table has none of these alleles: AlphaMissense covers missense SNVs of one build "
-                     "(check hg38 vs hg19 and that the VCF's region is in the table)",
-    "annotation": "no allele lies in or near a gene of the annotation: check its build and contigs",
-}
-
-
-def warn_no_hits(summary: "RunSummary", skip: tuple[str, ...] = ()) -> None:
-    """One warning per evidence source that gave no allele a value (a run that only looks like success)."""
-    if not summary.alleles:
-        return
-    for src, n in summary.hits.items():
-        if n == 0 and src not in skip:
-            log.warning("%s: none of the %d alleles got a value (no data); Hint: %s", src, summary.alleles,
-                        _NO_HITS_HINT.get(src, "see the status counts in the summary"))
-
-
 def make_progress(cfg: RunConfig, reader: VcfReader) -> Progress:
     """The run's progress display; its total is the index's record count, else the bytes read."""
     if not cfg.progress:
@@ -494,7 +400,7 @@ def run(cfg: RunConfig) -> RunSummary:
         progress.update(res.n_records, res.n_alleles, res.where)
         k += 1
 
-    signals = _Signals()
+    signals = StopSignals()
     try:
         with signals:
             for chunk in iter_chunks(reader, cfg.chunk_size, allele_cost=cost):
@@ -514,7 +420,7 @@ def run(cfg: RunConfig) -> RunSummary:
     if genome is not None:
         for key in genome.unused_map_keys(vcf_contigs):
             log.warning("--contig-map %s=...: no contig of the VCF is named %r (its contigs: %s)", key, key,
-                        _preview(sorted(vcf_contigs)) or "none")
+                        preview(sorted(vcf_contigs)) or "none")
     if problem and cfg.strict:
         shutil.rmtree(store.dir, ignore_errors=True)  # nothing worth resuming: the options must change
         raise InputError(f"--strict: {problem}", placement_hint(vcf_contigs, genome.contigs))
