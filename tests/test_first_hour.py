@@ -22,7 +22,7 @@ import vareff
 from vareff.cli import main
 from vareff.config import OutputSpec, RunConfig
 from vareff.engine import run as run_mod
-from vareff.engine.progress import FilePosition, Progress
+from vareff.engine.progress import FilePosition, Progress, quick_record_count
 from vareff.engine.checks import placement_problem
 from vareff.engine.run import RunSummary, allele_cost, iter_chunks
 from vareff.score.base import ScoreResult
@@ -85,6 +85,9 @@ def test_progress_fraction_from_bytes_read(tmp_path):
     with open(f, "rb", buffering=0) as fh:
         fh.read(250)
         assert FilePosition(str(f)).fraction() == pytest.approx(0.25)
+    vcf = write_vcf(tmp_path / "x.vcf", [("chr1", i, ".", "A", "C") for i in range(1, 8)])
+    assert quick_record_count(str(vcf)) == 7 and quick_record_count("-") is None
+    assert quick_record_count(str(vcf), max_bytes=10) is None  # large files: bytes read instead
     p = Progress(False, fraction=lambda: 0.5)
     p.update(10, 10)
     assert "10 / ~20 records (50.0%)" in p.figures() and "ETA" in p.figures()
@@ -298,9 +301,12 @@ def test_argparse_errors_have_the_vareff_shape(argv, says, capsys):
     assert e.value.code == 2 and err.startswith("vareff: error: ") and says in err and "\nHint: " in err
 
 
-def test_threads_zero_is_rejected_by_the_api(tmp_path):
+def test_the_api_rejects_threads_zero_and_strict_on_ray(tmp_path):
+    outs = (OutputSpec(str(tmp_path / "o.parquet"), "parquet"),)
     with pytest.raises(vareff.VareffError, match="--threads 0"):
-        RunConfig(input="x.vcf", outputs=(OutputSpec(str(tmp_path / "o.parquet"), "parquet"),), models=(), threads=0)
+        RunConfig(input="x.vcf", outputs=outs, models=(), threads=0)
+    with pytest.raises(vareff.VareffError, match="--strict is checked by the local engine"):
+        RunConfig(input="x.vcf", outputs=outs, models=(), engine="ray", strict=True)
 
 
 def test_am_build_ends_with_a_readable_summary(shared_data, tmp_path, capsys):

@@ -92,6 +92,8 @@ class RunConfig:
             raise ConfigError(f"--engine {self.engine!r} is not known", "use local (default) or ray")
         if self.shards is not None and self.shards < 1:
             raise ConfigError("--shards must be at least 1")
+        if self.engine == "ray" and self.strict:
+            raise ConfigError("--strict is checked by the local engine only", "drop --strict or use --engine local")
         if self.engine == "local" and (self.ray_address or self.shards):
             raise ConfigError("--ray-address and --shards apply to the Ray engine", "add --engine ray")
         paths = [o.path for o in self.outputs]

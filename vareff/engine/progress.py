@@ -10,6 +10,7 @@ read of the input file (:class:`FilePosition`); it is unknown for stdin.
 """
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import sys
@@ -35,6 +36,24 @@ def _duration(seconds: float) -> str:
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+#: unindexed text VCFs up to this size (on disk) are counted before the run: their bytes read say
+#: little, since htslib reads small files in one go
+COUNT_BELOW_BYTES = 8 << 20
+
+
+def quick_record_count(path: str, max_bytes: int = COUNT_BELOW_BYTES) -> int | None:
+    """Data lines of a small text VCF (plain, gzip or bgzip); None for larger files, BCF or stdin."""
+    if path == "-" or path.endswith(".bcf") or not os.path.isfile(path) or os.path.getsize(path) > max_bytes:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            opener = gzip.open if fh.read(2) == b"\x1f\x8b" else open
+        with opener(path, "rb") as fh:
+            return sum(1 for line in fh if line.strip() and not line.startswith(b"#"))
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return None
 
 
 class FilePosition:

@@ -29,7 +29,7 @@ from vareff.score.base import InfoField, Scorer, cost_per_allele
 from vareff.score.registry import make_scorer
 from vareff.window.genome import ContigSlice, Genome
 from vareff.engine.checks import NOT_PLACED, placement_hint, placement_problem, preview, warn_no_hits
-from vareff.engine.progress import FilePosition, Progress
+from vareff.engine.progress import FilePosition, Progress, quick_record_count
 from vareff.engine.signals import RunInterrupted, StopSignals
 from vareff.write.parts import PartStore
 from vareff.write.vcf import STATUS_FIELD, prepare_header, record_lines
@@ -336,7 +336,8 @@ def iter_chunks(items, chunk_size: int, block: int = BLOCK, allele_cost: float =
 
 
 def make_progress(cfg: RunConfig, reader: VcfReader) -> Progress:
-    """The run's progress display; its total is the index's record count, else the bytes read."""
+    """The run's progress display; its total is the index's record count (or a count of a small
+    file), else the fraction of the file's bytes read; unknown for stdin and ``-r`` regions."""
     if not cfg.progress:
         return Progress(False)
     total = None
@@ -345,6 +346,8 @@ def make_progress(cfg: RunConfig, reader: VcfReader) -> Progress:
             total = int(reader.vcf.num_records) or None
         except Exception:  # no index: fall back to the file offset
             total = None
+    if total is None and not cfg.regions:
+        total = quick_record_count(cfg.input)
     fraction = FilePosition(cfg.input).fraction if total is None and cfg.input != "-" else None
     return Progress(True, total=total, fraction=fraction, label="scoring")
 
