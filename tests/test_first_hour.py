@@ -170,7 +170,7 @@ def test_ray_engine_and_local_run_cut_the_same_chunks(shared_data, tmp_path, mon
         assert worker.score_shard(shard)["scored"] == shard.n_chunks
 
 
-def test_sigterm_keeps_finished_chunks_and_says_how_to_resume(shared_data, am_table, tmp_path):
+def test_sigterm_keeps_finished_chunks_and_says_how_to_resume(shared_data, am_table, tmp_path, capsys):
     # every row of the AlphaMissense excerpt as a VCF record, fed through stdin; htslib reads its
     # input in 64 kB blocks, so the run scores the first chunks, then waits for the rest
     vcf = _am_covered_vcf(shared_data, tmp_path / "am.vcf", every=1).read_text().splitlines(keepends=True)
@@ -200,9 +200,17 @@ def test_sigterm_keeps_finished_chunks_and_says_how_to_resume(shared_data, am_ta
     done = json.loads(manifest.read_text())["chunks"]
     assert 2 <= done < 20
 
-    r = subprocess.run(cmd + ["--resume"], input="".join(header + body), capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr
-    assert f"resuming after {done} finished chunks" in r.stderr
+    # the same command with --resume (in this process, stdin from a file): it scores only the rest
+    full = tmp_path / "full.vcf"
+    full.write_text("".join(header + body))
+    saved, fd = os.dup(0), os.open(full, os.O_RDONLY)
+    try:
+        os.dup2(fd, 0)
+        assert main(cmd[3:] + ["--resume"]) == 0
+    finally:
+        os.dup2(saved, 0)
+        os.close(fd), os.close(saved)
+    assert f"resuming after {done} finished chunks" in capsys.readouterr().err
     df = pl.read_parquet(out)
     assert df.height == len(body) and df["am_pathogenicity"].null_count() == 0
     assert df["pos"].to_list() == [int(ln.split("\t")[1]) for ln in body]

@@ -49,7 +49,7 @@ def _subcommand(sub, name: str, **kw) -> argparse.ArgumentParser:
 
 def _score_parser(sub) -> None:
     p = _subcommand(sub, "score", help="score the alleles of a VCF/BCF with one or more models",
-                       description="Score every allele of INPUT (VCF, VCF.gz, BCF, or - for stdin).")
+                      description="Score every allele of INPUT (VCF, VCF.gz, BCF, or - for stdin).")
     _score_parser_options(p, calibrate=False)
     p.set_defaults(func=_cmd_score)
 
@@ -239,15 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     m = _subcommand(sub, "models", help="list the model backends")
     m.set_defaults(func=_cmd_models)
     b = _subcommand(sub, "am-build", help="convert a published AlphaMissense TSV into vareff's lookup table (once)",
-                       description="Convert AlphaMissense_hg38/hg19/isoforms (.tsv.gz, gzip or bgzip) into a "
-                                   "table that `vareff score --alphamissense` reads.")
+                      description="Convert AlphaMissense_hg38/hg19/isoforms (.tsv.gz, gzip or bgzip) into a "
+                                  "table that `vareff score --alphamissense` reads.")
     b.add_argument("source", help="the published AlphaMissense variant file")
     b.add_argument("-o", "--output", required=True, help="output table (e.g. am_hg38.arrow)")
-    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar / lines")
     b.set_defaults(func=_cmd_am_build)
     c = _subcommand(sub, "calibrate", help="fit the priority maps from a ClinVar-labelled VCF (CLNSIG)",
-                       description="Score a labelled VCF with the given models/lookups and fit one monotone map "
-                                   "per evidence kind; write them as JSON for `vareff score --priority`.")
+                      description="Score a labelled VCF with the given models/lookups and fit one monotone map "
+                                  "per evidence kind; write them as JSON for `vareff score --priority`.")
     _score_parser_options(c, calibrate=True)
     c.set_defaults(func=_cmd_calibrate)
     return p
