@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from vareff import __version__
@@ -11,9 +12,44 @@ from vareff.errors import VareffError
 log = logging.getLogger("vareff")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with vareff's error shape: ``vareff: error: ...`` + ``Hint: ...``, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"vareff: error: {message}\nHint: see `{self.prog} --help` for the options\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not allowed: give at least 1 (leave the option out for the default)")
+    return n
+
+
+def _global_options(p, suppress: bool) -> None:
+    """``--log-level``, ``-q``, ``-v``: accepted before and after the subcommand (after it they
+    default to SUPPRESS, so that they do not undo what was given before it)."""
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    p.add_argument("--log-level", default=d("INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="log verbosity on stderr (default: INFO)")
+    p.add_argument("-q", "--quiet", action="store_true", default=d(False),
+                   help="warnings and errors only, no progress")
+    p.add_argument("-v", "--verbose", action="store_true", default=d(False), help="debug messages (--log-level DEBUG)")
+
+
+def _subcommand(sub, name: str, **kw) -> argparse.ArgumentParser:
+    """A subcommand parser that also takes the global options (after the subcommand name)."""
+    common = _Parser(add_help=False)
+    _global_options(common, suppress=True)
+    return sub.add_parser(name, parents=[common], **kw)
+
+
 def _score_parser(sub) -> None:
-    p = sub.add_parser("score", help="score the alleles of a VCF/BCF with one or more models",
-                       description="Score every allele of INPUT (VCF, VCF.gz, BCF, or - for stdin).")
+    p = _subcommand(sub, "score", help="score the alleles of a VCF/BCF with one or more models",
+                      description="Score every allele of INPUT (VCF, VCF.gz, BCF, or - for stdin).")
     _score_parser_options(p, calibrate=False)
     p.set_defaults(func=_cmd_score)
 
@@ -38,7 +74,8 @@ def _score_parser_options(p, calibrate: bool) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     p.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
     p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and decompression")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads for torch and decompression, at least 1 (default: torch's default, all cores)")
     p.add_argument("--chunk-size", type=int, default=2000,
                    help="records per chunk, the unit of writes and of --resume (default: 2000)")
     if not calibrate:
@@ -68,7 +105,10 @@ def _score_parser_options(p, calibrate: bool) -> None:
                    help="folder with spliceai1.h5..spliceai5.h5 (default: the installed spliceai wheel)")
     _model_options(p)
     _lookup_options(p, with_priority=not calibrate)
-    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.add_argument("--strict", action="store_true",
+                   help="fail (exit 2) when under 1%% of the alleles can be placed on the FASTA (default: a warning)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar / lines (default: a bar on a terminal, else a line every 30 s)")
 
 
 #: dedicated flags -> model_options keys (backends read them; see docs/grover.md, docs/nt_segmentnt.md)
@@ -139,7 +179,7 @@ def _score_kwargs(args) -> dict:
         spliceai_annotation=args.spliceai_annotation, spliceai_weights=args.spliceai_weights,
         alphamissense=args.alphamissense, am_transcript=args.am_transcript, annotation=args.annotation,
         annotation_transcripts=args.annotation_transcripts, priority=getattr(args, "priority", None),
-        progress=not args.no_progress, model_options=model_options(args),
+        progress=not (args.no_progress or args.quiet), model_options=model_options(args), strict=args.strict,
     )
 
 
@@ -157,9 +197,19 @@ def _cmd_score(args, argv) -> int:
 def _cmd_am_build(args, argv) -> int:
     from vareff.lookup.alphamissense import build_table
 
-    stats = build_table(args.source, args.output, progress=not args.no_progress)
-    log.info("done: %s", stats)
+    stats = build_table(args.source, args.output, progress=not (args.no_progress or args.quiet))
+    log.info("done: %s", format_build_stats(stats))
     return 0
+
+
+def format_build_stats(stats) -> str:
+    """``am-build``'s end-of-run summary, for people (the full record is ``BuildStats``)."""
+    contigs = ", ".join(f"{c} {n:,}" for c, n in stats.contigs.items())
+    dup = f"; {stats.duplicate_rows:,} duplicate (allele, transcript) rows kept" if stats.duplicate_rows else ""
+    return (f"{stats.rows:,} rows ({stats.genome}, {stats.layout} layout, {stats.transcripts:,} transcripts) from "
+            f"{stats.source} ({stats.source_bytes / 1e6:.1f} MB, sha256 {stats.source_sha256[:12]}...) -> "
+            f"{stats.table} ({stats.table_bytes / 1e6:.1f} MB) in {stats.seconds:.1f} s, peak memory "
+            f"{stats.peak_rss_bytes / 2**20:.0f} MiB; rows per contig: {contigs}{dup}")
 
 
 def _cmd_calibrate(args, argv) -> int:
@@ -185,24 +235,23 @@ def _cmd_models(args, argv) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vareff", description="Variant-effect scoring with DNA foundation models.")
-    p.add_argument("--version", action="version", version=f"vareff {__version__}")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                   help="log verbosity on stderr (default: INFO)")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="vareff", description="Variant-effect scoring with DNA foundation models.")
+    p.add_argument("-V", "--version", action="version", version=f"vareff {__version__}")
+    _global_options(p, suppress=False)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _score_parser(sub)
-    m = sub.add_parser("models", help="list the model backends")
+    m = _subcommand(sub, "models", help="list the model backends")
     m.set_defaults(func=_cmd_models)
-    b = sub.add_parser("am-build", help="convert a published AlphaMissense TSV into vareff's lookup table (once)",
-                       description="Convert AlphaMissense_hg38/hg19/isoforms (.tsv.gz, gzip or bgzip) into a "
-                                   "table that `vareff score --alphamissense` reads.")
+    b = _subcommand(sub, "am-build", help="convert a published AlphaMissense TSV into vareff's lookup table (once)",
+                      description="Convert AlphaMissense_hg38/hg19/isoforms (.tsv.gz, gzip or bgzip) into a "
+                                  "table that `vareff score --alphamissense` reads.")
     b.add_argument("source", help="the published AlphaMissense variant file")
     b.add_argument("-o", "--output", required=True, help="output table (e.g. am_hg38.arrow)")
-    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar / lines")
     b.set_defaults(func=_cmd_am_build)
-    c = sub.add_parser("calibrate", help="fit the priority maps from a ClinVar-labelled VCF (CLNSIG)",
-                       description="Score a labelled VCF with the given models/lookups and fit one monotone map "
-                                   "per evidence kind; write them as JSON for `vareff score --priority`.")
+    c = _subcommand(sub, "calibrate", help="fit the priority maps from a ClinVar-labelled VCF (CLNSIG)",
+                      description="Score a labelled VCF with the given models/lookups and fit one monotone map "
+                                  "per evidence kind; write them as JSON for `vareff score --priority`.")
     _score_parser_options(c, calibrate=True)
     c.set_defaults(func=_cmd_calibrate)
     return p
@@ -211,17 +260,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), format="vareff: %(levelname)s: %(message)s",
+    level = "DEBUG" if args.verbose else "WARNING" if args.quiet and args.log_level == "INFO" else args.log_level
+    logging.basicConfig(level=getattr(logging, level), format="vareff: %(levelname)s: %(message)s",
                         stream=sys.stderr, force=True)
     try:
         return args.func(args, argv)
     except VareffError as e:
         print(f"vareff: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("vareff: interrupted; finished chunks are kept: rerun the same command with --resume",
-              file=sys.stderr)
-        return 130
+    except BrokenPipeError:  # e.g. `vareff models | head -1`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", 2)
+        name = {2: "SIGINT", 15: "SIGTERM"}.get(signum, f"signal {signum}")
+        print(f"vareff: interrupted ({name}); finished chunks are kept: rerun the same command with --resume "
+              "to continue from the last finished chunk", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":  # pragma: no cover

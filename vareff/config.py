@@ -76,12 +76,17 @@ class RunConfig:
     engine: str = "local"
     ray_address: str | None = None
     shards: int | None = None
+    #: a run in which (almost) no allele can be placed on the FASTA is an error, not a warning
+    strict: bool = False
 
     def __post_init__(self):
         if not self.outputs:
             raise ConfigError("no output given", "pass -o OUT.parquet (or .vcf.gz / .tsv)")
         if self.chunk_size < 1 or self.batch_size < 1:
             raise ConfigError("--chunk-size and --batch-size must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads {self.threads}: must be at least 1",
+                              "leave it out to use torch's default (all cores)")
         if self.models and self.fasta is None:
             raise ConfigError("scoring with a model needs the reference FASTA",
                               "pass -f REF.fa (lookup-only runs with no -m need none)")
@@ -89,6 +94,8 @@ class RunConfig:
             raise ConfigError(f"--engine {self.engine!r} is not known", "use local (default) or ray")
         if self.shards is not None and self.shards < 1:
             raise ConfigError("--shards must be at least 1")
+        if self.engine == "ray" and self.strict:
+            raise ConfigError("--strict is checked by the local engine only", "drop --strict or use --engine local")
         if self.engine == "local" and (self.ray_address or self.shards):
             raise ConfigError("--ray-address and --shards apply to the Ray engine", "add --engine ray")
         paths = [o.path for o in self.outputs]

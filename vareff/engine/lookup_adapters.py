@@ -1,7 +1,9 @@
 """Lookup stages as chunk adapters: each adds its columns to a chunk's output.
 
 An adapter has ``schema()`` (the columns it adds), ``annotate(rows, cols)`` (``cols``: the
-chunk's columns so far, name -> array) and ``provenance()``.  They run in order, so the
+chunk's columns so far, name -> array) and ``provenance()``; evidence sources also have
+``hits(table)``: how many alleles of a finished chunk got a value from them (the run summary
+tells "scored" from "no data" with it).  They run in order, so the
 priority adapter sees every score and lookup column.
 """
 from __future__ import annotations
@@ -27,6 +29,11 @@ def _to_arrow(df: pl.DataFrame, schema: pa.Schema) -> dict[str, pa.Array]:
     return {f.name: t.column(f.name).cast(f.type) for f in schema}
 
 
+def _non_null(table: pa.Table, column: str) -> int:
+    col = table.column(column)
+    return len(col) - col.null_count
+
+
 class AlphaMissenseColumns:
     """``--alphamissense TABLE`` (built once by ``vareff am-build``)."""
 
@@ -44,6 +51,10 @@ class AlphaMissenseColumns:
 
     def annotate(self, rows: AlleleRows, cols: dict) -> dict:
         return _to_arrow(self.lookup.annotate(_normalized(rows)), self.schema())
+
+    def hits(self, table: pa.Table) -> dict[str, int]:
+        """Alleles with an AlphaMissense score."""
+        return {"alphamissense": _non_null(table, "am_pathogenicity")}
 
     def provenance(self) -> dict[str, str]:
         return {"lookup": "alphamissense", "table": os.path.basename(self.path),
@@ -64,6 +75,10 @@ class RegionColumns:
 
     def annotate(self, rows: AlleleRows, cols: dict) -> dict:
         return _to_arrow(self.annotator.annotate(_normalized(rows)), self.schema())
+
+    def hits(self, table: pa.Table) -> dict[str, int]:
+        """Alleles placed in or near a gene of the annotation (``intergenic`` ones have no gene)."""
+        return {"annotation": _non_null(table, "gene")}
 
     def provenance(self) -> dict[str, str]:
         return {"lookup": "regions", "annotation": os.path.basename(self.path)}

@@ -77,6 +77,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 
 from vareff._version import __version__
+from vareff.engine.progress import Progress
 from vareff.errors import ConfigError, InputError
 from vareff.window.contigs import resolve_contig
 
@@ -316,30 +317,6 @@ def _natural_contig_key(name: str) -> tuple:
     return (2, 0, name)
 
 
-class _Progress:
-    """Throttled progress lines (every ``interval`` seconds) through the module logger."""
-
-    def __init__(self, enabled: bool, total_bytes: int, interval: float = 10.0):
-        self.enabled = enabled
-        self.total = max(total_bytes, 1)
-        self.interval = interval
-        self.t0 = time.perf_counter()
-        self.last = self.t0
-
-    def update(self, rows: int, done_bytes: int, where: str) -> None:
-        now = time.perf_counter()
-        if not self.enabled or now - self.last < self.interval:
-            return
-        self.last = now
-        frac = min(done_bytes / self.total, 1.0)
-        rate = rows / max(now - self.t0, 1e-9)
-        eta = (now - self.t0) * (1 - frac) / frac if frac > 0 else float("nan")
-        log.info(
-            "am-build: read %s rows (at %s), %.1f%% of input, %s rows/s, ~%.0f s left to read",
-            f"{rows:,}", where, 100 * frac, f"{rate:,.0f}", eta,
-        )
-
-
 class _Builder:
     """State of one streaming build: global dictionaries and per-contig spill files."""
 
@@ -516,7 +493,8 @@ def build_table(
         Path of the table to write (an Arrow IPC file; ``.arrow`` is a good suffix).
         Overwritten if it exists.
     progress : bool, default True
-        Log a progress line (rows, position, fraction of the input, rate) every 10 s and
+        Show progress (rows, position, fraction of the input, rate, ETA: a live bar on a
+        terminal, else a log line every 30 s) and
         one line per contig while writing, at INFO level on this module's logger.
     block_size : int, default 16 MiB
         Bytes of decompressed text parsed per block (the memory per block is a few
@@ -567,7 +545,8 @@ def build_table(
     tmp_path = os.path.join(out_dir, f".{os.path.basename(dst)}.tmp-{os.getpid()}")
     builder = _Builder(src, spill_dir, layout)
     total = os.path.getsize(src)
-    prog = _Progress(progress, total)
+    prog = Progress(progress, fraction=lambda: min(raw.nbytes / max(total, 1), 1.0), label="am-build",
+                    unit="rows", rate_unit="rows")
     raw, stream = _open_text_stream(src)
     if progress:
         log.info("am-build: reading %s (%s layout, %.1f MB)", src, layout, total / 1e6)
@@ -589,7 +568,7 @@ def build_table(
                 if batch.num_rows:
                     last = batch.slice(batch.num_rows - 1)
                     where = f"{last.column(0)[0].as_py()}:{last.column(1)[0].as_py():,}"
-                    prog.update(builder.rows, raw.nbytes, where)
+                    prog.update(batch.num_rows, batch.num_rows, where)
         except pa.ArrowInvalid as e:
             raise InputError(
                 f"{src!r} cannot be parsed as an AlphaMissense {layout} table "
@@ -602,6 +581,7 @@ def build_table(
                 "download the file again and compare its size / checksum with the published one",
             ) from None
         finally:
+            prog.close()
             raw.close()
         if builder.rows == 0:
             raise InputError(f"{src!r} has a header but no variant rows",

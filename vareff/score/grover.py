@@ -224,6 +224,7 @@ class GroverScorer:
     """
 
     name = "grover"
+    cost_per_allele = 0.5  # s of model time per allele (chunk cutting): ~1-3 alleles/s on 2 CPU cores
 
     def __init__(self, model, *, batch_size: int = 16, options: GroverOptions | None = None,
                  precision: str | None = None):

@@ -335,6 +335,7 @@ class NTScorer:
     """Nucleotide Transformer masked LM backend (:class:`~vareff.score.base.Scorer`): columns ``nt_*``."""
 
     name = "nt"
+    cost_per_allele = 2.0  # s of model time per allele (chunk cutting): 6 kb windows of a 500M-parameter trunk on CPU
 
     def __init__(self, model, *, batch_size: int = 16, options: NTOptions | None = None):
         if not getattr(model.module, "has_lm_head", False):
@@ -539,6 +540,7 @@ class SegmentNTScorer:
     """SegmentNT backend (:class:`~vareff.score.base.Scorer`): columns ``segmentnt_<feature>_delta``."""
 
     name = "segmentnt"
+    cost_per_allele = 30.0  # s of model time per allele (chunk cutting): one 30 kb forward ~28 s on 2 CPU cores
 
     def __init__(self, model, *, batch_size: int = 4, options: SegmentNTOptions | None = None):
         from vareff.models.segment_nt import column_safe

@@ -103,6 +103,7 @@ class SpliceAIScorer:
     """The SpliceAI backend (``-m spliceai``)."""
 
     name = NAME
+    cost_per_allele = 1.5  # s of model time per allele (chunk cutting): ~0.7 alleles/s on 2 CPU cores
 
     def __init__(self, options: SpliceAIOptions | None = None, *, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, model: SpliceAIEnsemble | None = None):
