@@ -47,6 +47,9 @@ def test_bootstrap_interval_covers_and_is_reproducible():
     assert lo < M.auroc(y, s) < hi and hi - lo < 0.2
     assert (lo, hi) == M.bootstrap_ci(y, s, M.auroc, n_boot=300, seed=3)
     assert M.bootstrap_ci(y, s, M.auroc, n_boot=300, seed=4) != (lo, hi)  # the seed is used
+    roc, pr = M.bootstrap_both(y, s, n_boot=300, seed=3)
+    assert roc == pytest.approx((lo, hi), abs=1e-12)
+    assert pr == pytest.approx(M.bootstrap_ci(y, s, M.auprc, n_boot=300, seed=3), abs=1e-12)
 
 
 def test_evaluate_orientation_and_coverage():

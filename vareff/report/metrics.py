@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-#: resamples for the bootstrap intervals (fewer above ``BOOT_CELLS`` labelled × resamples)
+#: resamples for the bootstrap intervals (fewer when labelled × resamples exceeds ``BOOT_CELLS``)
 N_BOOT = 1000
-BOOT_CELLS = 50_000_000
+BOOT_CELLS = 10_000_000
 
 
 def _check(y, s) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +36,7 @@ def _check(y, s) -> tuple[np.ndarray, np.ndarray]:
 
 def _average_ranks(s: np.ndarray) -> np.ndarray:
     """1-based ranks, ties get their mean rank (as scipy.stats.rankdata 'average')."""
-    order = np.argsort(s, kind="mergesort")
+    order = np.argsort(s)  # ties are averaged: the order within them does not matter
     ss = s[order]
     first = np.r_[True, ss[1:] != ss[:-1]]
     grp = np.cumsum(first) - 1
@@ -61,7 +61,7 @@ def auroc(y, s) -> float:
 
 def _thresholds(y: np.ndarray, s: np.ndarray):
     """Cumulative true/false positives at each distinct threshold, scores in decreasing order."""
-    order = np.argsort(-s, kind="mergesort")
+    order = np.argsort(-s)  # only counts at the end of each run of ties are kept: order within them is free
     ss, yy = s[order], y[order]
     last = np.r_[ss[1:] != ss[:-1], True]  # last index of each distinct score
     tp = np.cumsum(yy)[last].astype(np.float64)
@@ -97,20 +97,47 @@ def pr_points(y, s) -> tuple[np.ndarray, np.ndarray]:
     return tp / n1, tp / (tp + fp)
 
 
+def _both(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
+    """(AUROC, AUPRC) from one sort: the trapezoid under the ROC points equals the rank statistic
+    (ties count ½), and average precision as in :func:`auprc`."""
+    tp, fp, _ = _thresholds(y, s)
+    n1, n0 = tp[-1], fp[-1]
+    tpr, fpr = np.r_[0.0, tp / n1], np.r_[0.0, fp / n0]
+    roc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    return roc, float(np.sum(np.diff(tpr) * (tp / (tp + fp))))
+
+
+def _resamples(y: np.ndarray, s: np.ndarray, n_boot: int, seed: int, stat):
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    if pos.size == 0 or neg.size == 0 or n_boot < 1:
+        return None
+    rng = np.random.default_rng(seed)
+    yb = np.r_[np.ones(pos.size, bool), np.zeros(neg.size, bool)]
+    return np.array([stat(yb, s[np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]])
+                     for _ in range(n_boot)])
+
+
+def _interval(vals: np.ndarray | None, level: float) -> tuple[float, float]:
+    if vals is None:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(vals, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def bootstrap_ci(y, s, metric, *, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of ``metric(y, s)`` over class-stratified resamples (NaN, NaN if a class is empty)."""
     y, s = _check(y, s)
-    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
-    if pos.size == 0 or neg.size == 0 or n_boot < 1:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    yb = np.r_[np.ones(pos.size), np.zeros(neg.size)]
-    vals = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]
-        vals[b] = metric(yb, s[idx])
-    lo, hi = np.percentile(vals, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return float(lo), float(hi)
+    return _interval(_resamples(y, s, n_boot, seed, metric), level)
+
+
+def bootstrap_both(y, s, *, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95):
+    """AUROC and AUPRC intervals from the same resamples (one sort each): the same numbers as two
+    :func:`bootstrap_ci` calls with the same seed."""
+    y, s = _check(y, s)
+    vals = _resamples(y, s, n_boot, seed, lambda yy, ss: np.array(_both(yy, ss)))
+    if vals is None:
+        return (float("nan"),) * 2, (float("nan"),) * 2
+    return _interval(vals[:, 0], level), _interval(vals[:, 1], level)
 
 
 @dataclass
@@ -158,11 +185,11 @@ def evaluate(name: str, labels, values, *, n_boot: int = N_BOOT, seed: int = 0) 
     keep = np.isfinite(v) & np.isfinite(y)
     y, v = y[keep], v[keep]
     v, how = orient(name, v)
-    n_boot = min(n_boot, max(50, BOOT_CELLS // max(y.size, 1)))
+    n_boot = min(n_boot, max(10, BOOT_CELLS // max(y.size, 1)))
     n1 = int(y.sum())
+    roc_ci, pr_ci = bootstrap_both(y, v, n_boot=n_boot, seed=seed)
     return ScoreMetrics(
         score=name, orientation=how, n_labelled=int(np.isfinite(np.asarray(labels, dtype=np.float64)).sum()),
         n_covered=int(y.size), n_pathogenic=n1, n_benign=int(y.size - n1),
-        auroc=auroc(y, v), auroc_ci=bootstrap_ci(y, v, auroc, n_boot=n_boot, seed=seed),
-        auprc=auprc(y, v), auprc_ci=bootstrap_ci(y, v, auprc, n_boot=n_boot, seed=seed), n_boot=n_boot,
+        auroc=auroc(y, v), auroc_ci=roc_ci, auprc=auprc(y, v), auprc_ci=pr_ci, n_boot=n_boot,
     )
