@@ -99,3 +99,17 @@ def test_plot_errors(tubb8, tmp_path, capsys):
     with pytest.raises(ConfigError, match="plot format"):
         plot_variants([Variant("10", 94077, "A", "C")], str(tmp_path / "x.jpg"))
     assert not list(tmp_path.glob("x.*"))
+
+
+@pytest.mark.slow  # loads SpliceAI once more
+def test_report_embeds_the_top_alleles_plots(shared_data, tmp_path):
+    p = tubb8_paths(shared_data)
+    res = tmp_path / "r.parquet"
+    pl.DataFrame({"chrom": ["10", "10"], "pos": [94077, 94555], "ref": ["A", "C"], "alt": ["C", "T"],
+                  "status": ["ok", "ok"], "spliceai_ds_max": [0.27, 0.62]}).write_parquet(res)
+    out = tmp_path / "r.html"
+    assert main(["report", str(res), "--plot-top", "1", "-f", p["fasta_noprefix"], "--spliceai-annotation",
+                 p["annotation"], "--spliceai-distance", "100", "--annotation", p["annotation"], "-o", str(out)]) == 0
+    html = out.read_text()
+    assert html.count('class="plot variant"') == 1 and "10:94555:C:T: SpliceAI ref vs alt (TUBB8)" in html
+    assert "has no <code>priority</code> column" in html and "by <code>spliceai_ds_max</code>" in html

@@ -148,7 +148,8 @@ def _gene_col(df: pl.DataFrame) -> str | None:
 def _top_section(res: Result, opts: ReportOptions) -> dict:
     df, scores = res.df, res.score_columns
     n = min(opts.top, MAX_TOP)
-    rank_by = "priority" if "priority" in df.columns else next(iter(scores), None)
+    fallback = [c for c in ("spliceai_ds_max", "am_pathogenicity") if c in scores] + scores
+    rank_by = "priority" if "priority" in df.columns else next(iter(fallback), None)
     if rank_by is None:
         return {"rank_by": None, "header": [], "rows": [], "n": 0, "capped": False, "missing": True}
     gene = _gene_col(df)
