@@ -3,7 +3,6 @@ handlers over :mod:`vareff.report.html`, :mod:`vareff.report.evaluate`, :mod:`va
 from __future__ import annotations
 
 import logging
-import os
 
 from vareff.errors import ConfigError
 

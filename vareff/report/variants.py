@@ -167,6 +167,8 @@ def gene_model(annotation: str, chrom: str, lo: int, hi: int) -> pl.DataFrame:
 
 
 def _gene_panel(ax, exons: pl.DataFrame, lo: int, hi: int, pos: int, max_tx: int = 6) -> None:
+    from matplotlib.patches import Rectangle
+
     txs = list(dict.fromkeys(exons["tx"].to_list()))[:max_tx]
     for k, tx in enumerate(txs):
         e = exons.filter(pl.col("tx") == tx)
@@ -174,8 +176,7 @@ def _gene_panel(ax, exons: pl.DataFrame, lo: int, hi: int, pos: int, max_tx: int
         a, b = int(e["start0"].min()) + 1, int(e["end0"].max())
         ax.plot([max(a, lo), min(b, hi)], [y, y], color="#333333", lw=0.8)
         for s0, e0 in e.select("start0", "end0").rows():
-            ax.add_patch(__import__("matplotlib.patches", fromlist=["Rectangle"]).Rectangle(
-                (s0 + 0.5, y - 0.3), e0 - s0, 0.6, color="#3b6ea8"))
+            ax.add_patch(Rectangle((s0 + 0.5, y - 0.3), e0 - s0, 0.6, color="#3b6ea8"))
         strand = e["strand"][0]
         for xa in np.linspace(max(a, lo), min(b, hi), 6)[1:-1]:
             ax.annotate("", (xa + (1 if strand == "+" else -1) * (hi - lo) * 0.01, y), (xa, y),
