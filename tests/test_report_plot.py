@@ -113,3 +113,31 @@ def test_report_embeds_the_top_alleles_plots(shared_data, tmp_path):
     html = out.read_text()
     assert html.count('class="plot variant"') == 1 and "10:94555:C:T: SpliceAI ref vs alt (TUBB8)" in html
     assert "has no <code>priority</code> column" in html and "by <code>spliceai_ds_max</code>" in html
+
+
+def test_grover_llr_scan_of_a_random_weight_model(shared_data, tmp_path):
+    from engine_helpers import BRCA_CONTIG, BRCA_OFFSET0, brca_paths
+    from grover_fixtures import TransformersReference, make_checkpoint
+
+    from vareff.report.variants import lm_scan
+
+    d = tmp_path / "grover"
+    hf_model, hf_tok = make_checkpoint(d, vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       intermediate_size=40, seed=8, weight_std=0.12)
+    p = brca_paths(shared_data)
+    v = Variant("chr17", 43124118, "T", "G")
+    scan = lm_scan(v, str(d), fasta=p["fasta"], contig_map=[p["contig_map"]], flank=4)
+    assert scan.column == "grover_llr" and scan.llr.shape == (9, 4) and scan.ref_bases[4] == "T"
+    assert np.isnan(scan.llr[np.arange(9), ["ACGT".index(b) for b in scan.ref_bases]]).all()
+    assert np.isfinite(scan.llr).sum() == 27
+    ref = TransformersReference(p["fasta"], BRCA_CONTIG, BRCA_OFFSET0, hf_model, hf_tok)
+    assert scan.own == pytest.approx(ref.score(v.pos, "T", "G")["grover_llr"], abs=1e-4)
+    for i, a in ((0, "C"), (8, "A")):
+        b = scan.ref_bases[i]
+        if a == b:
+            continue
+        assert scan.llr[i, "ACGT".index(a)] == pytest.approx(ref.score(v.pos - 4 + i, b, a)["grover_llr"], abs=1e-4)
+    out = tmp_path / "g.svg"
+    assert main(["plot", "--variant", str(v), "-f", p["fasta"], "--contig-map", p["contig_map"], "-m", str(d),
+                 "--flank", "4", "-o", str(out)]) == 0
+    assert "GROVER: LLR of every substitution" in out.read_text()

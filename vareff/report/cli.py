@@ -131,7 +131,7 @@ def add_report_parsers(sub, score_options) -> None:
     p.add_argument("--profiles", metavar="PARQUET", default=None,
                    help="SegmentNT profiles written by vareff score --profiles (adds the 14 element tracks)")
     p.add_argument("-m", "--model", action="append", dest="models", default=None, metavar="MODEL",
-                   help="spliceai (default when -f is given) and/or a GROVER/NT checkpoint directory")
+                   help="spliceai (default when -f is given) and/or a GROVER/NT checkpoint directory (LLR of every substitution around the allele)")
     p.add_argument("--flank", type=int, default=50, metavar="N",
                    help="GROVER/NT: per-position LLR over POS ± N (default 50)")
     _plot_model_options(p)

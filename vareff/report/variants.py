@@ -6,6 +6,9 @@ Panels, top to bottom (each only when its input is there):
   strongest gene), DS/DP of the four deltas marked at their positions;
 * SegmentNT: the element probabilities of ref and alt from a ``--profiles`` Parquet, one thin
   track per element, the elements whose probability moves most highlighted;
+* GROVER / Nucleotide Transformer (``-m CHECKPOINT``): the model's LLR of every substitution at
+  every position of POS ± flank (in-silico saturation mutagenesis scored by the backend itself,
+  through :func:`vareff.score_variants`), the allele's own LLR starred;
 * the gene model from ``--annotation``: exons as boxes, introns as lines, strand arrows.
 
 The SpliceAI values are recomputed here with the scorer's ``keep_raw`` option (the same code and
@@ -149,6 +152,62 @@ def _segmentnt_panels(axes, prof: pl.DataFrame, lo: int, hi: int) -> None:
                       fontsize=8)
 
 
+# --------------------------------------------------------------------------------------- GROVER / NT
+@dataclass
+class LMScan:
+    """LLR (column ``column``) of the 3 substitutions at each position of a window, and the allele's own."""
+
+    column: str
+    positions: np.ndarray  # 1-based
+    ref_bases: str
+    llr: np.ndarray  # (n, 4) over A, C, G, T; NaN at the reference base or where not scored
+    own: float | None
+
+
+def lm_scan(v: Variant, checkpoint: str, *, fasta: str, contig_map=(), flank: int = 50, device: str = "cpu",
+            model_options: dict | None = None) -> LMScan:
+    """Score every SNV of POS ± flank and the allele itself with a GROVER/NT checkpoint."""
+    from vareff.api import score_variants
+    from vareff.window.genome import ContigSlice, Genome
+
+    g = Genome(fasta, contig_map=[ContigSlice.parse(x) for x in contig_map])
+    lo = max(1, v.pos - flank)
+    seq = g.fetch(v.chrom, lo - 1, v.pos + flank).upper()
+    rows = [(v.chrom, lo + i, b, a) for i, b in enumerate(seq) if b in "ACGT" for a in "ACGT" if a != b]
+    rows.append((v.chrom, v.pos, v.ref, v.alt))
+    df = pl.DataFrame(rows, schema={"chrom": pl.String, "pos": pl.Int64, "ref": pl.String, "alt": pl.String},
+                      orient="row")
+    out = score_variants(df, fasta=fasta, models=[checkpoint], contig_map=tuple(contig_map), device=device,
+                         progress=False, model_options=dict(model_options or {}))
+    col = next((c for c in out.columns if c.endswith("_llr")), None)
+    if col is None:
+        raise ConfigError(f"-m {checkpoint}: the model writes no *_llr column", "GROVER or NT masked LMs do")
+    own_status = out["status"][-1]
+    if own_status not in SCORABLE:
+        raise InputError(f"{v} cannot be scored by {checkpoint}: status {own_status}")
+    llr = np.full((len(seq), 4), np.nan)
+    body = out.head(len(rows) - 1)
+    for p, a, x in zip(body["pos"].to_list(), body["alt"].to_list(), body[col].to_list()):
+        if x is not None:
+            llr[p - lo, "ACGT".index(a)] = x
+    return LMScan(col, np.arange(lo, lo + len(seq)), seq, llr, out[col][-1])
+
+
+def _lm_panel(ax, v: Variant, scan: LMScan) -> None:
+    colors = {"A": "#2ca02c", "C": "#1f77b4", "G": "#ff7f0e", "T": "#d62728"}
+    for k, b in enumerate("ACGT"):
+        ax.scatter(scan.positions, scan.llr[:, k], s=6, color=colors[b], label=f"→{b}")
+    worst = np.where(np.isnan(scan.llr).all(1), np.nan, np.nanmin(np.where(np.isnan(scan.llr), np.inf, scan.llr), 1))
+    ax.plot(scan.positions, worst, color="#444444", lw=0.7)
+    ax.axhline(0, color="#999999", lw=0.5)
+    if scan.own is not None:
+        ax.plot([v.pos], [scan.own], marker="*", ms=11, color="black", label=f"{v.ref}>{v.alt} {scan.own:.2f}")
+    ax.set_ylabel(f"{scan.column}\nlog p(alt) − log p(ref)", fontsize=7)
+    ax.legend(fontsize=6, ncol=5, loc="lower right")
+    ax.set_title(f"{scan.column.split('_')[0].upper()}: LLR of every substitution (line: the lowest per position)",
+                 fontsize=8)
+
+
 # --------------------------------------------------------------------------------------- gene model
 def gene_model(annotation: str, chrom: str, lo: int, hi: int) -> pl.DataFrame:
     """Exons (tx, gene, strand, start0, end0) of transcripts overlapping [lo, hi] (1-based)."""
@@ -192,7 +251,7 @@ def _gene_panel(ax, exons: pl.DataFrame, lo: int, hi: int, pos: int, max_tx: int
 
 # --------------------------------------------------------------------------------------- figure
 def variant_figure(v: Variant, *, spliceai=None, segmentnt: pl.DataFrame | None = None,
-                   exons: pl.DataFrame | None = None, flank: int | None = None):
+                   exons: pl.DataFrame | None = None, flank: int | None = None, lm: list[LMScan] = ()):
     """One figure with the panels that have data (see module doc)."""
     lo_hi = []
     if spliceai:
@@ -200,12 +259,14 @@ def variant_figure(v: Variant, *, spliceai=None, segmentnt: pl.DataFrame | None 
         lo_hi.append((v.pos - D, v.pos + D))
     if segmentnt is not None:
         lo_hi.append((int(segmentnt["position"].min()), int(segmentnt["position"].max())))
+    for s in lm:
+        lo_hi.append((int(s.positions[0]), int(s.positions[-1])))
     if not lo_hi:
         f = flank or 50
         lo_hi.append((v.pos - f, v.pos + f))
     lo, hi = min(a for a, _ in lo_hi), max(b for _, b in lo_hi)
     n_seg = 0 if segmentnt is None else sum(c.startswith("ref_") for c in segmentnt.columns)
-    ratios = ([3, 3] if spliceai else []) + [0.8] * n_seg + ([1.6] if exons is not None else [])
+    ratios = ([3, 3] if spliceai else []) + [3] * len(lm) + [0.8] * n_seg + ([1.6] if exons is not None else [])
     if not ratios:
         raise InputError(f"{v}: nothing to plot", "give -f FASTA for SpliceAI, and/or --profiles, --annotation")
     fig = P.new_figure((8.0, 0.9 + 0.55 * sum(ratios)), (0.13, 0.06 if len(ratios) > 4 else 0.12, 0.98, 0.95))
@@ -215,6 +276,9 @@ def variant_figure(v: Variant, *, spliceai=None, segmentnt: pl.DataFrame | None 
     if spliceai:
         _spliceai_panels(axes[:2], v, spliceai)
         i = 2
+    for s in lm:
+        _lm_panel(axes[i], v, s)
+        i += 1
     if n_seg:
         _segmentnt_panels(axes[i: i + n_seg], segmentnt, lo, hi)
         i += n_seg
@@ -235,14 +299,17 @@ def _out_paths(output: str, variants: list[Variant]) -> list[str]:
 
 def plot_variants(variants: list[Variant], output: str, *, fasta=None, contig_map=(), distance=50,
                   annotation_spliceai="grch38", weights=None, device="cpu", profiles=None, annotation=None,
-                  flank=None) -> list[str]:
+                  flank=None, checkpoints=(), spliceai=True) -> list[str]:
     """Draw every variant's figure; one file each (``output`` itself for a single variant)."""
     if not variants:
         raise ConfigError("no allele to plot", "give --variant CHROM:POS:REF:ALT or --result R.parquet --top N")
     if output.rsplit(".", 1)[-1].lower() not in ("png", "svg", "pdf"):
         raise ConfigError(f"cannot tell the plot format of {output!r}", "name it .png, .svg or .pdf")
+    if checkpoints and not fasta:
+        raise ConfigError("the GROVER/NT plot needs the reference FASTA", "pass -f REF.fa")
     raws = spliceai_views(variants, fasta=fasta, contig_map=contig_map, distance=distance,
-                          annotation=annotation_spliceai, weights=weights, device=device) if fasta else [None] * len(variants)
+                          annotation=annotation_spliceai, weights=weights,
+                          device=device) if fasta and spliceai else [None] * len(variants)
     prof = None
     if profiles:
         if not os.path.isfile(profiles):
@@ -254,11 +321,12 @@ def plot_variants(variants: list[Variant], output: str, *, fasta=None, contig_ma
         if prof is not None and seg is None:
             raise InputError(f"{v} has no profile in {profiles!r}",
                              "score it with --profiles (and --profile-alleles including it)")
+        lm = [lm_scan(v, c, fasta=fasta, contig_map=contig_map, flank=flank or 50, device=device) for c in checkpoints]
         lo_hi = (v.pos - (raw[0].distance if raw else flank or 50), v.pos + (raw[0].distance if raw else flank or 50))
         if seg is not None:
             lo_hi = (min(lo_hi[0], int(seg["position"].min())), max(lo_hi[1], int(seg["position"].max())))
         exons = gene_model(annotation, v.chrom, *lo_hi) if annotation else None
-        P.save(variant_figure(v, spliceai=raw, segmentnt=seg, exons=exons, flank=flank), path)
+        P.save(variant_figure(v, spliceai=raw, segmentnt=seg, exons=exons, flank=flank, lm=lm), path)
     return paths
 
 
@@ -303,16 +371,12 @@ def plot_cli(args) -> int:
     elif args.top:
         raise ConfigError("--top needs --result R.parquet to take the alleles from")
     models = args.models or (["spliceai"] if args.fasta else [])
-    unknown = [m for m in models if m != "spliceai"]
-    if unknown:
-        raise ConfigError(f"-m {unknown[0]}: vareff plot draws SpliceAI (and SegmentNT from --profiles) only",
-                          "GROVER/NT per-position plots are not implemented yet")
-    if "spliceai" in models and not args.fasta:
-        raise ConfigError("the SpliceAI plot needs the reference FASTA", "pass -f REF.fa")
+    if models and not args.fasta:
+        raise ConfigError("the model plots need the reference FASTA", "pass -f REF.fa")
     dist, ann = _spliceai_settings(args, meta)
-    paths = plot_variants(variants, args.output, fasta=args.fasta if "spliceai" in models else None,
-                          contig_map=args.contig_map, distance=dist, annotation_spliceai=ann,
-                          weights=args.spliceai_weights, device=args.device, profiles=args.profiles,
-                          annotation=args.annotation, flank=args.flank)
+    paths = plot_variants(variants, args.output, fasta=args.fasta, contig_map=args.contig_map, distance=dist,
+                          annotation_spliceai=ann, weights=args.spliceai_weights, device=args.device,
+                          profiles=args.profiles, annotation=args.annotation, flank=args.flank,
+                          checkpoints=[m for m in models if m != "spliceai"], spliceai="spliceai" in models)
     logging.getLogger("vareff").info("wrote %s", ", ".join(paths))
     return 0
