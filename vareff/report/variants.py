@@ -114,7 +114,8 @@ def _spliceai_panels(axes, v: Variant, raw) -> None:
             p = v.pos + dp
             yv = best.y_alt[row][dp + D] if tag == "gain" else best.y_ref[row][dp + D]
             ax.annotate(f"DS_{names[k][0].upper()}{tag[0].upper()} {ds:.2f}\nDP {dp:+d}", (p, yv),
-                        xytext=(0, 8), textcoords="offset points", fontsize=6.5, ha="center",
+                        xytext=(-6, 10) if tag == "gain" else (6, 10), textcoords="offset points", fontsize=6.5,
+                        ha="right" if tag == "gain" else "left",
                         arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#333333"})
             ax.plot([p], [yv], marker="v" if tag == "loss" else "^", color="#2c7fb8", ms=5)
         ax.set_ylabel(f"SpliceAI\n{names[k]} p", fontsize=8)
