@@ -88,6 +88,8 @@ def _score_parser_options(p, calibrate: bool) -> None:
                        help="Ray cluster to join (default: RAY_ADDRESS, or a new local instance)")
         p.add_argument("--shards", type=int, default=None, metavar="N",
                        help="Ray: number of genomic shards (default: 4 per worker)")
+        p.add_argument("--report", metavar="HTML", default=None,
+                       help="also write the HTML run report (and its .json) of the Parquet output (see vareff report)")
     p.add_argument("--skip-malformed", action="store_true",
                    help="keep going past unparseable records (status malformed_record) instead of stopping")
     p.add_argument("--allow-truncated", action="store_true",
@@ -187,10 +189,18 @@ def _cmd_score(args, argv) -> int:
     from vareff.api import score_vcf
     from vareff.write.vcf import format_command
 
+    if args.report:
+        from vareff.report.cli import report_parquet
+
+        report_parquet(args.output, args.report)  # fail before scoring when no output can feed it
     summary = score_vcf(args.input, args.output, output_format=args.output_format, resume=args.resume,
                         engine=args.engine, ray_address=args.ray_address, shards=args.shards,
                         command=format_command(["vareff", *argv]), **_score_kwargs(args))
     log.info("done: %s", summary)
+    if args.report:
+        from vareff.report.cli import report_after_score
+
+        report_after_score(args.output, args.report)
     return 0
 
 
@@ -254,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "per evidence kind; write them as JSON for `vareff score --priority`.")
     _score_parser_options(c, calibrate=True)
     c.set_defaults(func=_cmd_calibrate)
+    from vareff.report.cli import add_report_parsers
+
+    add_report_parsers(sub, _score_parser_options)
     return p
 
 
