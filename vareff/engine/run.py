@@ -27,6 +27,7 @@ from vareff.score.registry import make_scorer
 from vareff.window.genome import ContigSlice, Genome
 from vareff.engine.progress import Progress
 from vareff.write.parts import PartStore
+from vareff.write.target import check_outputs
 from vareff.write.vcf import STATUS_FIELD, prepare_header, record_lines
 
 log = logging.getLogger("vareff")
@@ -306,13 +307,15 @@ def build_lookups(cfg: RunConfig) -> list:
 
 def run(cfg: RunConfig) -> RunSummary:
     """Score ``cfg.input`` into every ``cfg.outputs`` (see module doc)."""
+    check_outputs(cfg.outputs, cfg.resume)
     genome = open_genome(cfg)
     scorers = build_scorers(cfg)
     pipe = Pipeline(cfg, scorers, genome, build_lookups(cfg))
     reader = VcfReader(cfg.input, regions=[Region.parse(r) for r in cfg.regions], threads=cfg.threads or 1)
     want_vcf = any(o.format == "vcf" for o in cfg.outputs)
-    header = prepare_header(reader.vcf, pipe.info_fields(), cfg.command) if want_vcf else None
+    header = prepare_header(reader.vcf, pipe.info_fields(), cfg.command, pipe.schema) if want_vcf else None
     store = PartStore(cfg.outputs, _fingerprint(cfg, scorers), cfg.resume)
+    store.open_streams(pipe.schema, header)
     progress = Progress(cfg.progress)
     k = 0
 
@@ -329,6 +332,9 @@ def run(cfg: RunConfig) -> RunSummary:
     try:
         for chunk in iter_chunks(reader, cfg.chunk_size):
             flush(chunk)
+    except BaseException:
+        store.release()  # the parts stay for --resume; the output is free for it
+        raise
     finally:
         reader.close()
         for s in scorers:  # backends with side outputs (e.g. SegmentNT profiles) finish them here
