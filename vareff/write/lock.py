@@ -27,9 +27,17 @@ class HeldLock:
     fd: int
     previous: int | None
 
-    def release(self, unlink: bool = False) -> None:
+    def release(self, unlink: bool = False, restore: bool = False) -> None:
+        """Drop the lock; ``unlink``: remove the file too; ``restore``: give the file back the PID it
+        named before (this run did no work, so the parts still belong to that earlier run)."""
         if self.fd < 0:
             return
+        if restore and self.previous and not unlink:
+            try:
+                os.ftruncate(self.fd, 0)
+                os.pwrite(self.fd, f"{self.previous}\n".encode(), 0)
+            except OSError:
+                pass
         if unlink:
             try:
                 self.path.unlink()
@@ -46,6 +54,12 @@ def _recorded_pid(fd: int) -> int | None:
         return None
 
 
+def _cannot(e: OSError, path: Path, output: str) -> OutputError:
+    hint = ("free space on that filesystem, then rerun" if e.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "choose an output in a folder you can write to")
+    return OutputError(f"cannot write {str(path)!r} (the lock of the output {output!r}): {e.strerror or e}", hint)
+
+
 def acquire(folder: Path, output: str) -> HeldLock:
     """Lock ``folder`` (created if needed) for writing ``output``, or raise :class:`OutputLockedError`."""
     path = folder / LOCK_NAME
@@ -54,8 +68,7 @@ def acquire(folder: Path, output: str) -> HeldLock:
             folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise OutputError(f"cannot create {str(folder)!r} beside the output {output!r}: "
-                              f"{e.strerror or e}", "choose an output in a folder you can write to") from None
+            raise _cannot(e, path, output) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -77,7 +90,11 @@ def acquire(folder: Path, output: str) -> HeldLock:
             os.close(fd)
             continue
         previous = _recorded_pid(fd)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:
+            os.close(fd)
+            raise _cannot(e, path, output) from None
         return HeldLock(path, fd, previous if previous != os.getpid() else None)
     raise OutputError(f"could not lock {str(path)!r}: it keeps being replaced", "is another run finishing?")

@@ -117,6 +117,7 @@ class PartStore:
         self.state: dict = {"fingerprint": fingerprint, "chunks": 0, "records": 0, "status_counts": {}}
         self.dir: Path | None = None
         self.locks: list = []
+        self._started = False  # True once this run owns the parts (fresh or resumed)
         if not self.files:
             return
         self.dir = parts_dir(self.files[0].path)
@@ -133,6 +134,7 @@ class PartStore:
         manifest = self.dir / "manifest.json"
         if self._finished_chunks(manifest) == 0:
             self._clear()  # nothing finished: nothing to lose by starting over
+            self._started = True
             with self._writing(self.dir / "manifest.json"):
                 self._save_manifest()
             return
@@ -152,6 +154,7 @@ class PartStore:
                 f"rerun with exactly the same command, or delete {str(self.dir)!r} to start over",
             )
         self.chunks_done = int(self.state["chunks"])
+        self._started = True
         if stale:
             log.info("took over the output lock of the interrupted run (PID %d, no longer running)", stale)
         log.info("resuming after %d finished chunks (%d records)", self.chunks_done, self.state["records"])
@@ -186,7 +189,7 @@ class PartStore:
             empty = i > 0 or self._finished_chunks(self.dir / "manifest.json") == 0
             if empty and i == 0:
                 self._clear()
-            lk.release(unlink=empty)
+            lk.release(unlink=empty, restore=not self._started)
             if empty:
                 try:
                     lk.path.parent.rmdir()
