@@ -202,15 +202,14 @@ class PartStore:
         try:
             yield
         except OSError as e:
-            if isinstance(e, (BrokenPipeError,)):
+            if isinstance(e, BrokenPipeError):
                 raise
             n = int(self.state.get("chunks", 0))
             why = e.strerror or str(e)
-            kept = (f"the {n} finished chunks are kept in {str(self.dir)!r}: " if n else "")
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                hint = f"free space on that filesystem, then {kept}rerun the same command with --resume"
-            else:
-                hint = f"fix the cause, then {kept}rerun the same command with --resume"
+            kept = f" (the {n} finished chunks are kept in {str(self.dir)!r})" if n else ""
+            first = ("free space on that filesystem" if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                     else "fix the cause")
+            hint = f"{first}, then rerun the same command with --resume{kept}"
             raise OutputError(f"cannot write {str(path)!r}: {why}", hint) from None
 
     def open_streams(self, schema: pa.Schema, vcf_header: str | None) -> None:
@@ -235,7 +234,8 @@ class PartStore:
                 sc[s] = sc.get(s, 0) + c
         self.state.update(chunks=n_chunks, records=sum(markers[k]["records"] for k in range(n_chunks)),
                           status_counts=sc)
-        self._save_manifest()
+        with self._writing(self.dir / "manifest.json"):
+            self._save_manifest()
 
     @property
     def records_done(self) -> int:
@@ -251,14 +251,18 @@ class PartStore:
         if self.dir is not None:
             with self._writing(self.dir):
                 write_part_files(self.dir, self.files, k, table, vcf_text)
-        self.state["chunks"] = k + 1
-        self.state["records"] += n_records
-        sc = self.state["status_counts"]
+        sc = dict(self.state["status_counts"])
         for s, c in status_counts.items():
             sc[s] = sc.get(s, 0) + c
+        before = self.state
+        self.state = dict(before, chunks=k + 1, records=before["records"] + n_records, status_counts=sc)
         if self.dir is not None:
-            with self._writing(self.dir / "manifest.json"):
-                self._save_manifest()
+            try:
+                with self._writing(self.dir / "manifest.json"):
+                    self._save_manifest()
+            except OutputError:
+                self.state = before  # chunk k is not recorded: --resume scores it again
+                raise
         for st in self.streams:
             st.write(table, vcf_text)
 
