@@ -22,4 +22,5 @@ df = pl.read_parquet("demo-out/brca1.spliceai.parquet")
 print(df.select("chrom", "pos", "ref", "alt", "status", "spliceai_gene", "spliceai_ds_ag", "spliceai_ds_al",
                 "spliceai_ds_dg", "spliceai_ds_dl", "spliceai_ds_max").sort("spliceai_ds_max", descending=True, nulls_last=True).head(12))
 PY
-echo "outputs: demo-out/brca1.spliceai.parquet, demo-out/brca1.spliceai.vcf.gz (+ .tbi), demo-out/brca1.report.html (+ .json)"
+# list what was written (a .tbi only if one was: an unsorted input's .vcf.gz is sorted first, see docs/outputs.md)
+echo "outputs:"; ls -1 demo-out/brca1.*

@@ -64,7 +64,9 @@ def _score_parser_options(p, calibrate: bool) -> None:
         p.add_argument("-o", "--output", required=True, metavar="JSON", help="where to write the priority maps")
     else:
         p.add_argument("-o", "--output", action="append", required=True, metavar="OUT",
-                       help="output path; repeatable (.parquet, .vcf, .vcf.gz, .tsv)")
+                       help="output path; repeatable (.parquet, .vcf, .vcf.gz, .tsv). Files are written "
+                            "atomically and can be resumed. '-' streams VCF (or -O tsv) to stdout as the run goes, "
+                            "as does a FIFO or device path; a streamed output cannot be resumed")
         p.add_argument("-O", "--output-format", choices=["parquet", "vcf", "tsv"],
                        help="output format (default: from the extension)")
     p.add_argument("-r", "--region", action="append", default=[], metavar="CHR:START-END",
@@ -80,7 +82,8 @@ def _score_parser_options(p, calibrate: bool) -> None:
                    help="records per chunk, the unit of writes and of --resume (default: 2000)")
     if not calibrate:
         p.add_argument("--resume", action="store_true",
-                       help="continue an interrupted run from its last finished chunk")
+                       help="continue an interrupted run from its last finished chunk (file outputs only, "
+                            "not -o - or a FIFO)")
         p.add_argument("--engine", choices=["local", "ray"], default="local",
                        help="local: this process (default); ray: genomic shards scored by Ray workers, same "
                             "output (needs pip install 'vareff[ray]')")

@@ -13,11 +13,13 @@ _EXT = ((".parquet", "parquet"), (".pq", "parquet"), (".vcf.gz", "vcf"), (".vcf.
 
 
 def infer_format(path: str, explicit: str | None = None) -> Format:
-    """Output format from ``-O`` or else the file extension."""
+    """Output format from ``-O`` or else the file extension (``-``, stdout: VCF unless ``-O``)."""
     if explicit:
         if explicit not in ("parquet", "vcf", "tsv"):
             raise ConfigError(f"-O {explicit!r} is not a known format", "use parquet, vcf or tsv")
         return explicit  # type: ignore[return-value]
+    if path == "-":
+        return "vcf"
     low = path.lower()
     for ext, fmt in _EXT:
         if low.endswith(ext):

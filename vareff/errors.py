@@ -40,6 +40,20 @@ class ResumeError(VareffError):
     """An interrupted run cannot be resumed with the options given."""
 
 
+class OutputError(VareffError):
+    """An output cannot be written (a directory, a read-only folder, a full disk, a locked output)."""
+
+
+class OutputLockedError(OutputError):
+    """Another vareff run is writing the same output."""
+
+
+class BrokenPipeOutputError(OutputError):
+    """The reader of a streamed output (stdout, FIFO) went away; exit status as if killed by SIGPIPE."""
+
+    exit_code = 141
+
+
 class MissingDependencyError(VareffError):
     """An optional dependency needed for the requested feature is not installed."""
 

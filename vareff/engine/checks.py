@@ -4,8 +4,12 @@ value (e.g. an AlphaMissense table that covers none of the input)."""
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from vareff.errors import Status
+
+if TYPE_CHECKING:
+    from vareff.engine.run import RunSummary
 
 log = logging.getLogger("vareff")
 
@@ -49,7 +53,7 @@ _NO_HITS_HINT = {
 }
 
 
-def warn_no_hits(summary: "vareff.engine.run.RunSummary", skip: tuple[str, ...] = ()) -> None:
+def warn_no_hits(summary: "RunSummary", skip: tuple[str, ...] = ()) -> None:
     """One warning per evidence source that gave no allele a value (a run that only looks like success)."""
     if not summary.alleles:
         return

@@ -41,6 +41,8 @@ from vareff.engine.run import (BLOCK, Pipeline, RunSummary, allele_cost, build_l
                                open_genome, process_chunk, run_fingerprint)
 from vareff.read.vcf import Region, VcfReader
 from vareff.write.parts import PartStore, read_markers, write_marker, write_part_files
+from vareff.write.target import check_outputs, is_stream
+from vareff.write.target import parts_dir as parts_folder
 from vareff.write.vcf import prepare_header
 
 log = logging.getLogger("vareff")
@@ -285,6 +287,10 @@ def run_distributed(cfg: RunConfig) -> DistributedSummary:
     if cfg.input == "-":
         raise ConfigError("--engine ray cannot read stdin (every worker reads the input itself)",
                           "write the input to a file on a filesystem the workers share")
+    if any(is_stream(o.path) for o in cfg.outputs):
+        raise ConfigError("--engine ray cannot stream an output (-o -, a FIFO or a device): chunks finish out "
+                          "of order", "write to a regular file, or use --engine local to stream")
+    check_outputs(cfg.outputs, cfg.resume)
     if cfg.model_options.get("segmentnt.profiles"):
         raise ConfigError("--profiles is not supported with --engine ray (one file, many writers)",
                           "write profiles with --engine local, restricted with -r or --profile-alleles")
@@ -303,8 +309,7 @@ def run_distributed(cfg: RunConfig) -> DistributedSummary:
 def _drive(ray, cfg: RunConfig) -> DistributedSummary:
     indexed = uses_index(cfg)
     n_workers, resources = _worker_resources(ray, cfg)
-    first = Path(cfg.outputs[0].path).absolute()
-    parts_dir = str(first.with_name(f".{first.name}.vareff-parts"))
+    parts_dir = str(parts_folder(cfg.outputs[0].path))
     Worker = ray.remote(ShardWorker)
 
     def new_worker():
@@ -334,18 +339,28 @@ def _drive(ray, cfg: RunConfig) -> DistributedSummary:
 
 
 def _schedule(ray, cfg, chunks, shards, workers, new_worker, progress) -> DistributedSummary:
-    """Open the part store, send the shards to the workers (retrying failures), merge the parts."""
-    n_workers = len(workers)
+    """Open the part store (locking the outputs), send the shards to the workers (retrying
+    failures), merge the parts."""
     try:
         desc = ray.get(workers[0].describe.remote())
     except ray.exceptions.RayTaskError as e:
         raise _cause(ray, e) from None
     # the fingerprint tells a ray run's markers apart from a local run's prefix manifest
     store = PartStore(cfg.outputs, run_fingerprint(cfg, desc["provenance"], {"engine": "ray"}), cfg.resume)
+    try:
+        return _score_shards(ray, cfg, chunks, shards, workers, new_worker, progress, desc, store)
+    except BaseException:
+        store.release()  # the parts stay for --resume; the output is free for it
+        raise
+
+
+def _score_shards(ray, cfg, chunks, shards, workers, new_worker, progress, desc, store) -> DistributedSummary:
+    """The shards not finished yet, scored on ``workers``; then the outputs assembled from the parts."""
+    n_workers = len(workers)
     header = None
     if any(o.format == "vcf" for o in cfg.outputs):
         reader = VcfReader(cfg.input, allow_truncated=cfg.allow_truncated)
-        header = prepare_header(reader.vcf, desc["info_fields"], cfg.command)
+        header = prepare_header(reader.vcf, desc["info_fields"], cfg.command, desc["schema"])
         reader.close()
 
     done = read_markers(store.dir)

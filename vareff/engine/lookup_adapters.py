@@ -8,12 +8,25 @@ priority adapter sees every score and lookup column.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 
 import polars as pl
 import pyarrow as pa
 
 from vareff.normalize.alleles import AlleleRows
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file (annotation, priority maps), read in 1 MB blocks."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return ""
+    return h.hexdigest()
 
 
 def _normalized(rows: AlleleRows) -> pl.DataFrame:
@@ -57,8 +70,11 @@ class AlphaMissenseColumns:
         return {"alphamissense": _non_null(table, "am_pathogenicity")}
 
     def provenance(self) -> dict[str, str]:
+        meta = getattr(self.lookup, "metadata", {}) or {}
         return {"lookup": "alphamissense", "table": os.path.basename(self.path),
-                "genome": str(getattr(self.lookup, "genome", ""))}
+                "genome": str(getattr(self.lookup, "genome", "")),
+                "source": str(meta.get("source", "")), "source_sha256": str(meta.get("source_sha256", "")),
+                "rows": str(meta.get("rows", "")), "table_bytes": str(os.path.getsize(self.path))}
 
 
 class RegionColumns:
@@ -81,7 +97,7 @@ class RegionColumns:
         return {"annotation": _non_null(table, "gene")}
 
     def provenance(self) -> dict[str, str]:
-        return {"lookup": "regions", "annotation": os.path.basename(self.path)}
+        return {"lookup": "regions", "annotation": os.path.basename(self.path), "sha256": file_sha256(self.path)}
 
 
 class PriorityColumns:
@@ -105,4 +121,6 @@ class PriorityColumns:
         return _to_arrow(self.model.apply(df), self.schema())
 
     def provenance(self) -> dict[str, str]:
-        return {"lookup": "priority", "maps": os.path.basename(self.path) if self.path else "default (uncalibrated)"}
+        if not self.path:
+            return {"lookup": "priority", "maps": "default (uncalibrated)"}
+        return {"lookup": "priority", "maps": os.path.basename(self.path), "sha256": file_sha256(self.path)}

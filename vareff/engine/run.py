@@ -33,6 +33,7 @@ from vareff.engine.checks import NOT_PLACED, placement_hint, placement_problem, 
 from vareff.engine.progress import FilePosition, Progress, quick_record_count
 from vareff.engine.signals import RunInterrupted, StopSignals
 from vareff.write.parts import PartStore
+from vareff.write.target import check_outputs
 from vareff.write.vcf import STATUS_FIELD, prepare_header, record_lines
 
 log = logging.getLogger("vareff")
@@ -408,14 +409,16 @@ def build_lookups(cfg: RunConfig) -> list:
 
 def run(cfg: RunConfig) -> RunSummary:
     """Score ``cfg.input`` into every ``cfg.outputs`` (see module doc)."""
+    check_outputs(cfg.outputs, cfg.resume)
     genome = open_genome(cfg)
     scorers = build_scorers(cfg)
     pipe = Pipeline(cfg, scorers, genome, build_lookups(cfg))
     reader = VcfReader(cfg.input, regions=[Region.parse(r) for r in cfg.regions], threads=cfg.threads or 1,
                        allow_truncated=cfg.allow_truncated)
     want_vcf = any(o.format == "vcf" for o in cfg.outputs)
-    header = prepare_header(reader.vcf, pipe.info_fields(), cfg.command) if want_vcf else None
+    header = prepare_header(reader.vcf, pipe.info_fields(), cfg.command, pipe.schema) if want_vcf else None
     store = PartStore(cfg.outputs, _fingerprint(cfg, scorers), cfg.resume)
+    store.open_streams(pipe.schema, header)
     progress = make_progress(cfg, reader)
     cost = allele_cost(scorers)
     vcf_contigs: set[str] = set()
@@ -446,8 +449,12 @@ def run(cfg: RunConfig) -> RunSummary:
             for chunk in iter_chunks(reader, cfg.chunk_size, allele_cost=cost):
                 flush(chunk)
     except RunInterrupted:
+        store.release()  # the parts stay for --resume; the output is free for it
         log.warning("interrupted: %d finished chunks (%d records) are kept in %s", store.state["chunks"],
                     store.state["records"], store.dir)
+        raise
+    except BaseException:
+        store.release()  # the parts stay for --resume; the output is free for it
         raise
     finally:
         progress.close()
@@ -462,6 +469,7 @@ def run(cfg: RunConfig) -> RunSummary:
             log.warning("--contig-map %s=...: no contig of the VCF is named %r (its contigs: %s)", key, key,
                         preview(sorted(vcf_contigs)) or "none")
     if problem and cfg.strict:
+        store.release()
         shutil.rmtree(store.dir, ignore_errors=True)  # nothing worth resuming: the options must change
         raise InputError(f"--strict: {problem}", placement_hint(vcf_contigs, genome.contigs))
     store.finalize(pipe.schema, header)
