@@ -1,4 +1,4 @@
-"""Nucleotide Transformer v1 / v2 (ESM-style masked LM) in plain PyTorch, and the ``esm`` family.
+"""The Nucleotide Transformer v1 / v2 trunk (ESM-style masked LM) in plain PyTorch, shared by NT and SegmentNT.
 
 Pre-LayerNorm ESM encoder as in Hugging Face ``EsmForMaskedLM`` (NT v1) and InstaDeep's NT-v2
 variant of it::
@@ -31,9 +31,7 @@ run in float32; with a bfloat16/float16 compute dtype only the large matmuls do.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,17 +39,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vareff.errors import CheckpointError
+from vareff.models.shared import (
+    EncoderSizes,
+    add_mlm_head,
+    attention_shapes,
+    cast_matmuls,
+    fused_qkv,
+    linear_shapes,
+    norm_shapes,
+    take,
+)
 
-log = logging.getLogger(__name__)
-
-__all__ = ["EsmConfig", "EsmMaskedLM", "remap_state_dict", "hf_expected_shapes", "build", "load_checkpoint", "FAMILY"]
+__all__ = ["EsmConfig", "EsmMaskedLM", "hf_expected_shapes", "hf_optional_shapes", "remap_backbone", "materialize",
+           "drop_rotary_buffers", "flops_per_token", "HF_IGNORED_PREFIXES"]
 
 #: token-dropout constant of every ESM/NT training run (masking ratio 0.15 x mask probability 0.8)
 MASK_RATIO_TRAIN = 0.15 * 0.8
 
 
 @dataclass(frozen=True)
-class EsmConfig:
+class EsmConfig(EncoderSizes):
     """Architecture of an NT v1/v2 (ESM-style) encoder, read from a Hugging Face ``config.json``.
 
     Parameters
@@ -81,11 +88,6 @@ class EsmConfig:
         SegmentNT's rotary base rescaling factor s (None: no rescaling).
     """
 
-    vocab_size: int
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
     max_position_embeddings: int = 1026
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 1
@@ -98,10 +100,6 @@ class EsmConfig:
     tie_word_embeddings: bool = True
     rope_theta: float = 10000.0
     rescaling_factor: float | None = None
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
 
     @property
     def rotary(self) -> bool:
@@ -213,20 +211,13 @@ class EsmMaskedLM(nn.Module):
         self.ln_after = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
         self.has_lm_head = lm_head
         if lm_head:
-            self.head_dense = nn.Linear(C, C)
-            self.head_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
-            self.head_bias = nn.Parameter(torch.zeros(V))
-            self.decoder = None if cfg.tie_word_embeddings else nn.Linear(C, V, bias=False)
+            add_mlm_head(self, C, V, cfg.layer_norm_eps, cfg.tie_word_embeddings)
 
     # -- precision ------------------------------------------------------------------------------
     def set_compute_dtype(self, dtype: torch.dtype) -> "EsmMaskedLM":
         """Cast the big matmul weights to ``dtype``; embeddings, LayerNorms and the decoder stay float32."""
         self.float()
-        for layer in self.layers:
-            for lin in (layer.qkv, layer.attn_out, layer.fc1, layer.fc2):
-                lin.to(dtype)
-        if self.has_lm_head:
-            self.head_dense.to(dtype)
+        cast_matmuls(self.layers, dtype, *([self.head_dense] if self.has_lm_head else []))
         return self
 
     @property
@@ -310,18 +301,6 @@ class EsmMaskedLM(nn.Module):
 # --------------------------------------------------------------------------- checkpoint remap
 
 
-def _legacy_names(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``LayerNorm.gamma/beta`` -> ``LayerNorm.weight/bias`` (``transformers`` 5 writes the old names)."""
-    out = {}
-    for k, v in sd.items():
-        if k.endswith("LayerNorm.gamma"):
-            k = k[: -len("gamma")] + "weight"
-        elif k.endswith("LayerNorm.beta"):
-            k = k[: -len("beta")] + "bias"
-        out[k] = v
-    return out
-
-
 def hf_expected_shapes(cfg: EsmConfig, *, lm_head: bool = True, prefix: str = "esm.") -> dict[str, tuple[int, ...]]:
     """Every key of a Hugging Face NT state dict that this model needs, with its shape."""
     C, I, V = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
@@ -338,28 +317,15 @@ def hf_expected_shapes(cfg: EsmConfig, *, lm_head: bool = True, prefix: str = "e
         e[p0 + "embeddings.layer_norm.bias"] = (C,)
     for i in range(cfg.num_hidden_layers):
         p = f"{p0}encoder.layer.{i}."
-        for n in ("query", "key", "value"):
-            e[p + f"attention.self.{n}.weight"] = (C, C)
-            e[p + f"attention.self.{n}.bias"] = (C,)
-        e[p + "attention.output.dense.weight"] = (C, C)
-        e[p + "attention.output.dense.bias"] = (C,)
-        e[p + "attention.LayerNorm.weight"] = (C,)
-        e[p + "attention.LayerNorm.bias"] = (C,)
-        e[p + "intermediate.dense.weight"] = (2 * I if cfg.gated_ffn else I, C)
-        e[p + "output.dense.weight"] = (C, I)
-        if cfg.ffn_bias:
-            e[p + "intermediate.dense.bias"] = (2 * I if cfg.gated_ffn else I,)
-            e[p + "output.dense.bias"] = (C,)
-        e[p + "LayerNorm.weight"] = (C,)
-        e[p + "LayerNorm.bias"] = (C,)
+        e.update(attention_shapes(p, C))
+        e.update(norm_shapes(p + "attention.LayerNorm", C))
+        e.update(linear_shapes(p + "intermediate.dense", 2 * I if cfg.gated_ffn else I, C, cfg.ffn_bias))
+        e.update(linear_shapes(p + "output.dense", C, I, cfg.ffn_bias))
+        e.update(norm_shapes(p + "LayerNorm", C))
     if lm_head:
-        e.update({
-            "lm_head.dense.weight": (C, C),
-            "lm_head.dense.bias": (C,),
-            "lm_head.layer_norm.weight": (C,),
-            "lm_head.layer_norm.bias": (C,),
-            "lm_head.bias": (V,),
-        })
+        e.update(linear_shapes("lm_head.dense", C, C))
+        e.update(norm_shapes("lm_head.layer_norm", C))
+        e["lm_head.bias"] = (V,)
         if not cfg.tie_word_embeddings:
             e["lm_head.decoder.weight"] = (V, C)
     return e
@@ -399,46 +365,17 @@ def remap_backbone(sd: dict[str, torch.Tensor], cfg: EsmConfig, *, lm_head: bool
         out["emb_ln.bias"] = g(prefix + "embeddings.layer_norm.bias")
     for i in range(cfg.num_hidden_layers):
         p, q = f"{prefix}encoder.layer.{i}.", f"layers.{i}."
-        out[q + "qkv.weight"] = torch.cat([g(p + f"attention.self.{n}.weight") for n in ("query", "key", "value")], 0)
-        out[q + "qkv.bias"] = torch.cat([g(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")], 0)
-        out[q + "attn_out.weight"] = g(p + "attention.output.dense.weight")
-        out[q + "attn_out.bias"] = g(p + "attention.output.dense.bias")
-        out[q + "ln_attn.weight"] = g(p + "attention.LayerNorm.weight")
-        out[q + "ln_attn.bias"] = g(p + "attention.LayerNorm.bias")
-        out[q + "fc1.weight"] = g(p + "intermediate.dense.weight")
-        out[q + "fc2.weight"] = g(p + "output.dense.weight")
-        if cfg.ffn_bias:
-            out[q + "fc1.bias"] = g(p + "intermediate.dense.bias")
-            out[q + "fc2.bias"] = g(p + "output.dense.bias")
-        out[q + "ln_ffn.weight"] = g(p + "LayerNorm.weight")
-        out[q + "ln_ffn.bias"] = g(p + "LayerNorm.bias")
+        out[q + "qkv.weight"], out[q + "qkv.bias"] = fused_qkv(g, p + "attention.self.")
+        out.update(take(g, p, q, {"attn_out": "attention.output.dense", "ln_attn": "attention.LayerNorm",
+                                  "ln_ffn": "LayerNorm"}))
+        out.update(take(g, p, q, {"fc1": "intermediate.dense", "fc2": "output.dense"},
+                        ("weight", "bias") if cfg.ffn_bias else ("weight",)))
     if lm_head:
-        out.update({
-            "head_dense.weight": g("lm_head.dense.weight"),
-            "head_dense.bias": g("lm_head.dense.bias"),
-            "head_ln.weight": g("lm_head.layer_norm.weight"),
-            "head_ln.bias": g("lm_head.layer_norm.bias"),
-            "head_bias": g("lm_head.bias"),
-        })
+        out.update(take(g, "lm_head.", "", {"head_dense": "dense", "head_ln": "layer_norm"}))
+        out["head_bias"] = g("lm_head.bias")
         if not cfg.tie_word_embeddings:
             out["decoder.weight"] = g("lm_head.decoder.weight")
     return out
-
-
-def remap_state_dict(sd: dict[str, torch.Tensor], cfg: EsmConfig, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """Map a Hugging Face NT masked-LM state dict onto :class:`EsmMaskedLM` (pure function).
-
-    Every required key must be present with the shape ``cfg`` implies and every other key must
-    be a known optional or ignored one; otherwise :class:`~vareff.errors.CheckpointError` lists
-    what is missing, extra or mis-shaped.  ``LayerNorm.gamma/beta`` names are accepted, every
-    ``inv_freq`` buffer is dropped (recomputed), Q/K/V are concatenated into one projection.
-    """
-    from vareff.models.load import check_state_dict
-
-    sd = drop_rotary_buffers(_legacy_names(sd))
-    check_state_dict(hf_expected_shapes(cfg), sd, optional=hf_optional_shapes(cfg),
-                     ignore_prefixes=HF_IGNORED_PREFIXES, source=source)
-    return remap_backbone(sd, cfg, lm_head=True)
 
 
 def materialize(module: nn.Module, sd: dict[str, torch.Tensor]) -> nn.Module:
@@ -448,52 +385,8 @@ def materialize(module: nn.Module, sd: dict[str, torch.Tensor]) -> nn.Module:
     return module.eval().requires_grad_(False)
 
 
-def build(cfg: EsmConfig, sd_hf: dict[str, torch.Tensor], *, source: str = "checkpoint") -> EsmMaskedLM:
-    """Construct :class:`EsmMaskedLM` from a Hugging Face state dict (float32 parameters, eval mode)."""
-    sd = remap_state_dict(sd_hf, cfg, source=source)
-    with torch.device("meta"):
-        model = EsmMaskedLM(cfg)
-    return materialize(model, sd)
-
-
 def flops_per_token(cfg: EsmConfig, T: int) -> float:
     """Approximate forward FLOPs per token of the encoder at sequence length T (matmuls only)."""
     C, I, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
     ffn = 3 * C * I if cfg.gated_ffn else 2 * C * I
     return L * (2 * (4 * C * C + ffn) + 4 * T * C)  # projections + QK^T and PV
-
-
-# --------------------------------------------------------------------------- family loader
-
-
-def load_checkpoint(directory, hf_config: dict[str, Any], *, device, dtype, name: str | None = None):
-    """Family loader for :func:`vareff.models.load.load_model`: NT v1/v2 masked LM, or SegmentNT."""
-    archs = hf_config.get("architectures") or []
-    if "SegmentNT" in archs:
-        from vareff.models.segment_nt import load_checkpoint as load_segment_nt
-
-        return load_segment_nt(directory, hf_config, device=device, dtype=dtype, name=name)
-
-    from vareff.encode.kmer import KmerTokenizer
-    from vareff.models.load import LoadedModel, read_state_dict
-
-    directory = Path(directory)
-    cfg = EsmConfig.from_hf(hf_config, source=str(directory / "config.json"))
-    tok = KmerTokenizer.from_directory(directory, vocab_size=cfg.vocab_size)
-    sd, files = read_state_dict(directory)
-    model = build(cfg, sd, source=str(files[0] if len(files) == 1 else directory))
-    model.set_compute_dtype(dtype).to(device)
-    log.info("%s: %s masked LM, %d layers, hidden %d", directory, cfg.variant, cfg.num_hidden_layers, cfg.hidden_size)
-    return LoadedModel(
-        name=name or str(directory), family="esm", path=directory, config=cfg, module=model,
-        tokenizer=tok, device=torch.device(device), dtype=dtype, weight_files=files,
-    )
-
-
-def _family():
-    from vareff.models.load import Family
-
-    return Family(name="esm", model_types=("esm",), architectures=("EsmForMaskedLM", "SegmentNT"), load=load_checkpoint)
-
-
-FAMILY = _family()
