@@ -151,7 +151,7 @@ def _cmd_score(args, argv) -> int:
 
 
 def _cmd_am_build(args, argv) -> int:
-    from vareff.lookup.alphamissense import build_table
+    from vareff.lookup.am_build import build_table
 
     stats = build_table(args.source, args.output, progress=not args.no_progress)
     log.info("done: %s", stats)
