@@ -15,6 +15,7 @@ folder so that the paths in the file metadata are the same from run to run):
 * ``grover_brca1``: tests/test_grover_cli.py -- the small random GROVER checkpoint on BRCA1.
 * ``nt_segmentnt_brca1``: the CLI run of tests/test_nt_scores.py -- SegmentNT + NT v2 with their
   default windows on BRCA1.
+* ``dnabert_brca1``: the CLI run of tests/test_dnabert.py -- a small random DNABERT on BRCA1.
 * ``synthetic_*``: the random contig of tests/test_nt_scores.py (N block, soft-masked run) with
   SNVs, an MNV, insertions, deletions, a complex allele, a multi-allelic record and alleles at the
   contig ends, in chunks of 3 records (so reference caches are reused across chunks), through
@@ -110,6 +111,18 @@ def grover_brca1(work: Path, ckpts: dict) -> list[Path]:
     return outs
 
 
+def dnabert_brca1(work: Path) -> list[Path]:
+    from dnabert_fixtures import make_checkpoint
+    from engine_helpers import brca_paths
+
+    make_checkpoint(work / "ckpt_dnabert", seed=4)
+    p = brca_paths(SHARED)
+    outs = [work / "dnabert.parquet", work / "dnabert.vcf"]
+    _vareff(["score", str(_brca_vcf(work)), "-f", p["fasta"], "--contig-map", p["contig_map"],
+             "-m", str(work / "ckpt_dnabert"), "--skip-malformed"] + sum((["-o", str(o)] for o in outs), []) + COMMON)
+    return outs
+
+
 def nt_segmentnt_brca1(work: Path, ckpts: dict) -> list[Path]:
     from engine_helpers import brca_paths
 
@@ -200,6 +213,8 @@ def run_all(work: Path, only: set[str] | None) -> dict[str, list[Path]]:
         runs["grover_brca1"] = grover_brca1(work, ckpts)
     if want("nt_segmentnt_brca1"):
         runs["nt_segmentnt_brca1"] = nt_segmentnt_brca1(work, ckpts)
+    if want("dnabert_brca1"):
+        runs["dnabert_brca1"] = dnabert_brca1(work)
     synth = [
         ("synthetic_grover_fp32", "grover", SYNTH_OPTS["grover"], []),
         ("synthetic_grover_bf16", "grover", SYNTH_OPTS["grover"], ["--dtype", "bfloat16"]),

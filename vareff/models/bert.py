@@ -398,11 +398,14 @@ def load_checkpoint(directory, hf_config: dict[str, Any], *, device, dtype, name
     from pathlib import Path
 
     from vareff.encode.bpe import BpeTokenizer
+    from vareff.encode.kmer_overlap import OverlappingKmerTokenizer, is_overlapping_kmer_checkpoint
     from vareff.models.load import LoadedModel, read_state_dict
 
     directory = Path(directory)
     cfg = BertConfig.from_hf(hf_config, source=str(directory / "config.json"))
-    tok = BpeTokenizer(directory)
+    # GROVER: tokenizer.json (BPE); DNABERT v1: a vocab.txt of overlapping k-mers, no tokenizer.json
+    dnabert = is_overlapping_kmer_checkpoint(directory)
+    tok = OverlappingKmerTokenizer.from_directory(directory) if dnabert else BpeTokenizer(directory)
     if tok.vocab_size > cfg.vocab_size:
         raise CheckpointError(
             f"{tok.source} has {tok.vocab_size} tokens but config.json vocab_size={cfg.vocab_size}",
@@ -412,7 +415,7 @@ def load_checkpoint(directory, hf_config: dict[str, Any], *, device, dtype, name
     model = build(cfg, sd, source=str(files[0] if len(files) == 1 else directory))
     model.set_compute_dtype(dtype).to(device)
     return LoadedModel(
-        name=name or str(directory), family="bert", path=directory, config=cfg, module=model,
+        name=name or str(directory), family="dnabert" if dnabert else "bert", path=directory, config=cfg, module=model,
         tokenizer=tok, device=torch.device(device), dtype=dtype, weight_files=files,
     )
 

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 from vareff.errors import ConfigError, Status
-from vareff.score.lm import Site, parse_options
+from vareff.score.lm import Site, parse_options, window_for
 from vareff.score.masked_lm import MaskedLMScorer, Pass, Plan
 
 
@@ -124,19 +124,6 @@ class GroverOptions:
 
 
 # --------------------------------------------------------------------------- pure helpers
-
-
-def window_for(pos0: int, ref_len: int, opts: GroverOptions) -> tuple[int, int]:
-    """Genomic ``[start0, end0)`` of the reference window for an allele at ``[pos0, pos0+ref_len)``."""
-    L, S = opts.window, opts.stride
-    centre2 = 2 * pos0 + ref_len  # twice the allele centre (integer arithmetic)
-    t = math.floor((centre2 - L) / (2 * S) + 0.5)
-    start0 = t * S
-    left = pos0 - start0
-    right = start0 + L - (pos0 + ref_len)
-    if min(left, right) < opts.min_flank:
-        start0 = (centre2 - L) // 2
-    return start0, start0 + L
 
 
 def nucleotide_indicator(token_strings: list[str | None]) -> torch.Tensor:

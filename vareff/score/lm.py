@@ -33,7 +33,7 @@ from vareff.score.base import AlleleBatch, ScoreResult
 from vareff.window.genome import Genome
 
 
-__all__ = ["Site", "WindowedScorer", "LRU", "grid_window", "length_batches", "parse_options", "reverse_complement",
+__all__ = ["Site", "WindowedScorer", "LRU", "grid_window", "window_for", "length_batches", "parse_options", "reverse_complement",
            "STRANDS"]
 
 #: values of the ``strands`` option
@@ -116,6 +116,24 @@ def grid_window(pos0: int, ref_len: int, window: int, stride: int, min_flank: in
         start = (centre2 - window) // 2
     start = min(max(start, lo), hi - window)
     return start, start + window
+
+
+def window_for(pos0: int, ref_len: int, opts) -> tuple[int, int]:
+    """Genomic ``[start0, end0)`` of the reference window for an allele at ``[pos0, pos0+ref_len)`` (GROVER's rule).
+
+    The grid window (starts ``t * opts.stride``, length ``opts.window``) whose centre is nearest the
+    allele's; centred on the allele when a flank would be shorter than ``opts.min_flank``.  Not
+    clipped to the contig (callers clip).
+    """
+    L, S = opts.window, opts.stride
+    centre2 = 2 * pos0 + ref_len  # twice the allele centre (integer arithmetic)
+    t = math.floor((centre2 - L) / (2 * S) + 0.5)
+    start0 = t * S
+    left = pos0 - start0
+    right = start0 + L - (pos0 + ref_len)
+    if min(left, right) < opts.min_flank:
+        start0 = (centre2 - L) // 2
+    return start0, start0 + L
 
 
 @dataclass

@@ -22,6 +22,8 @@ BUILTIN = {
 CHECKPOINT_FAMILIES = {
     "bert": "GROVER-style BERT masked LM (PoetschLab/GROVER layout): grover_llr, grover_embedding_distance, "
             "...; options grover.* (docs/grover.md)",
+    "dnabert": "DNABERT v1 masked LM over overlapping k-mers (zhihan1996/DNA_bert_3..6: model_type bert with a "
+               "k-mer vocab.txt): dnabert_llr, dnabert_embedding_distance, ...; options dnabert.*",
     "esm": "Nucleotide Transformer v1/v2 masked LM (nt_llr, nt_embedding_distance, ...; options nt.*), or "
            "SegmentNT (architectures: SegmentNT): segmentnt_<element>_delta for 14 elements, --segmentnt-k, "
            "--profiles (docs/nt_segmentnt.md)",
@@ -32,6 +34,7 @@ CHECKPOINT_FAMILIES = {
 #: batch_size=, options=)`` builds its backend (docs/adding-a-model.md)
 SCORER_MODULES = {
     "bert": "vareff.score.grover",
+    "dnabert": "vareff.score.dnabert",  # model_type bert, told apart by its k-mer vocab.txt
     "esm": "vareff.score.nt",
 }
 
@@ -74,6 +77,10 @@ def make_scorer(spec: str, cfg: RunConfig) -> Scorer:
                               "point -m at a Hugging Face checkpoint directory (config.json + weights)")
         meta = json.loads(cfg_file.read_text())
         family = meta.get("model_type")
+        if family == "bert":
+            from vareff.encode.kmer_overlap import is_overlapping_kmer_checkpoint
+
+            family = "dnabert" if is_overlapping_kmer_checkpoint(path) else family
         if family in SCORER_MODULES:
             make = importlib.import_module(SCORER_MODULES[family]).make_scorer
             return make(str(path), device=device, dtype=None if cfg.dtype is None else resolve_dtype(cfg.dtype),
