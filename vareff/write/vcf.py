@@ -5,7 +5,7 @@ import shlex
 
 import cyvcf2
 
-from vareff import __version__
+from vareff._version import __version__
 from vareff.score.base import InfoField
 
 STATUS_FIELD = InfoField("vareff_status", "vareff per-allele status: ok, or why the allele was not scored")
