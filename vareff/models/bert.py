@@ -403,14 +403,16 @@ def load_checkpoint(directory, hf_config: dict[str, Any], *, device, dtype, name
 
     directory = Path(directory)
     cfg = BertConfig.from_hf(hf_config, source=str(directory / "config.json"))
-    # GROVER: tokenizer.json (BPE); DNABERT v1: a vocab.txt of overlapping k-mers, no tokenizer.json
+    # GROVER: tokenizer.json (BPE; extra tokenizer ids are accepted only if never emitted, GROVER's empty
+    # piece at id 609); DNABERT v1: a vocab.txt of overlapping k-mers and no tokenizer.json
     dnabert = is_overlapping_kmer_checkpoint(directory)
-    tok = OverlappingKmerTokenizer.from_directory(directory) if dnabert else BpeTokenizer(directory)
-    if tok.vocab_size > cfg.vocab_size:
-        raise CheckpointError(
-            f"{tok.source} has {tok.vocab_size} tokens but config.json vocab_size={cfg.vocab_size}",
-            "tokenizer and weights must come from the same checkpoint",
-        )
+    if dnabert:
+        tok = OverlappingKmerTokenizer.from_directory(directory)
+        if tok.vocab_size > cfg.vocab_size:
+            raise CheckpointError(f"{tok.source} has {tok.vocab_size} tokens but config.json vocab_size={cfg.vocab_size}",
+                                  "tokenizer and weights must come from the same checkpoint")
+    else:
+        tok = BpeTokenizer(directory).restrict_to(cfg.vocab_size, config_source=str(directory / "config.json"))
     sd, files = read_state_dict(directory)
     model = build(cfg, sd, source=str(files[0] if len(files) == 1 else directory))
     model.set_compute_dtype(dtype).to(device)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from pathlib import Path
 
@@ -75,7 +74,9 @@ def make_scorer(spec: str, cfg: RunConfig) -> Scorer:
         if not cfg_file.exists():
             raise ConfigError(f"-m {spec}: the directory has no config.json",
                               "point -m at a Hugging Face checkpoint directory (config.json + weights)")
-        meta = json.loads(cfg_file.read_text())
+        from vareff.models.load import read_config
+
+        meta = read_config(path)  # CheckpointError (not a traceback) for invalid JSON / a non-object
         family = meta.get("model_type")
         if family == "bert":
             from vareff.encode.kmer_overlap import is_overlapping_kmer_checkpoint
