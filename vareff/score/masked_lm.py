@@ -163,6 +163,15 @@ class MaskedLMScorer(WindowedScorer):
         """Mean final embedding (C,) of one unmasked pass (``hidden`` (T, C) without padding)."""
         return hidden[1:].mean(0).float().cpu()  # <cls> excluded
 
+    def read_unmasked(self, jb: Pass, hidden: torch.Tensor) -> None:
+        """Read-out of an unmasked pass (``hidden`` (T, C) without padding): the mean embedding.
+
+        A wild-type-marginal LLR (log-ratios at the variant's tokens of the unmasked reference pass)
+        overrides this to also keep ``log_softmax(self.model.module.mlm_logits(hidden))`` at the
+        slots its plans name, and :meth:`plan_site` / :meth:`llr` to use them instead of a masked pass.
+        """
+        jb.mean = self.embedding_mean(hidden, jb.ids)
+
     # -- planning --------------------------------------------------------------------------------
     def score_sites(self, sites: list[Site], batch: AlleleBatch) -> list:
         if not sites:
@@ -259,7 +268,7 @@ class MaskedLMScorer(WindowedScorer):
                 sel_pos += list(range(jb.mask_from, jb.mask_to))
                 owners.append(jb)
             else:
-                jb.mean = self.embedding_mean(hidden[r, : len(jb.ids)], jb.ids)
+                self.read_unmasked(jb, hidden[r, : len(jb.ids)])
         if sel_rows:
             rows = hidden[torch.tensor(sel_rows, device=dev), torch.tensor(sel_pos, device=dev)]  # (N, C)
             lp = torch.log_softmax(module.mlm_logits(rows), dim=-1).cpu()  # (N, V)
