@@ -22,7 +22,7 @@ CHECKPOINT_FAMILIES = {
     "bert": "GROVER-style BERT masked LM (PoetschLab/GROVER layout): grover_llr, grover_embedding_distance, "
             "...; options grover.* (docs/grover.md)",
     "dnabert": "DNABERT v1 masked LM over overlapping k-mers (zhihan1996/DNA_bert_3..6: model_type bert with a "
-               "k-mer vocab.txt): dnabert_llr, dnabert_embedding_distance, ...; options dnabert.*",
+               "k-mer vocab.txt): dnabert_llr, dnabert_embedding_distance, ...; options dnabert.* (docs/dnabert.md)",
     "esm": "Nucleotide Transformer v1/v2 masked LM (nt_llr, nt_embedding_distance, ...; options nt.*), or "
            "SegmentNT (architectures: SegmentNT): segmentnt_<element>_delta for 14 elements, --segmentnt-k, "
            "--profiles (docs/nt_segmentnt.md)",
