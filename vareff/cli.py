@@ -208,7 +208,7 @@ def _cmd_score(args, argv) -> int:
 
 
 def _cmd_am_build(args, argv) -> int:
-    from vareff.lookup.alphamissense import build_table
+    from vareff.lookup.am_build import build_table
 
     stats = build_table(args.source, args.output, progress=not (args.no_progress or args.quiet))
     log.info("done: %s", format_build_stats(stats))

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from vareff import __version__
+from vareff._version import __version__
 from vareff.config import RunConfig
 from vareff.errors import SCORABLE, InputError, MalformedRecordError, Status
 from vareff.normalize.alleles import AlleleRows, Record, split_columns, split_records

@@ -5,7 +5,7 @@ import shlex
 
 import cyvcf2
 
-from vareff import __version__
+from vareff._version import __version__
 from vareff.score.base import InfoField
 from vareff.write.provenance import header_lines, provenance_of
 
