@@ -65,6 +65,9 @@ def _score_parser_options(p, calibrate: bool) -> None:
                    help="folder with spliceai1.h5..spliceai5.h5 (default: the installed spliceai wheel)")
     _model_options(p)
     _lookup_options(p, with_priority=not calibrate)
+    p.add_argument("--store", default=None, metavar="DIR",
+                   help="score store: serve alleles scored before from DIR, add the new ones "
+                        "(default: $VAREFF_STORE; --store '' for none; docs/store.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
 
 
@@ -135,7 +138,7 @@ def _score_kwargs(args) -> dict:
         spliceai_annotation=args.spliceai_annotation, spliceai_weights=args.spliceai_weights,
         alphamissense=args.alphamissense, am_transcript=args.am_transcript, annotation=args.annotation,
         annotation_transcripts=args.annotation_transcripts, priority=getattr(args, "priority", None),
-        progress=not args.no_progress, model_options=model_options(args),
+        progress=not args.no_progress, model_options=model_options(args), store=args.store,
     )
 
 

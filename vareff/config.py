@@ -74,6 +74,8 @@ class RunConfig:
     engine: str = "local"
     ray_address: str | None = None
     shards: int | None = None
+    #: score store folder (``--store``, docs/store.md): alleles scored before are not scored again
+    store: str | None = None
 
     def __post_init__(self):
         if not self.outputs:

@@ -47,6 +47,8 @@ class RunSummary:
     seconds: float = 0.0
     status_counts: dict[str, int] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
+    #: with a score store: per model, alleles served from the store / computed / added (this process)
+    store: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def alleles_per_second(self) -> float:
@@ -54,8 +56,12 @@ class RunSummary:
 
     def __str__(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.status_counts.items(), key=lambda kv: -kv[1]))
-        return (f"{self.records} records, {self.alleles} alleles in {self.seconds:.1f} s "
+        text = (f"{self.records} records, {self.alleles} alleles in {self.seconds:.1f} s "
                 f"({self.alleles_per_second:.1f} alleles/s); status: {counts or 'none'}")
+        if self.store:
+            text += "; store: " + ", ".join(f"{m} {c['served']} served, {c['computed']} computed"
+                                            for m, c in self.store.items())
+        return text
 
 
 class _Warnings:
@@ -163,9 +169,26 @@ class Pipeline:
         extra = [f for lk in self.lookups for f in lk.schema()]
         meta = {"version": __version__, "command": cfg.command, "models": [s.provenance() for s in scorers],
                 "lookups": [lk.provenance() for lk in self.lookups]}
-        self.schema = output_schema(scorers, pa.schema(extra) if extra else None).with_metadata(
+        self._meta = meta
+        self._schema = output_schema(scorers, pa.schema(extra) if extra else None).with_metadata(
             {"vareff": json.dumps(meta)})
         self.warn = _Warnings()
+        self.store = None  # the score store hook (``--store``): lookups before, write-backs after each backend
+        if getattr(cfg, "store", None) and scorers:
+            from vareff.store import StoreHook
+
+            self.store = StoreHook(cfg.store, scorers, genome, cfg.model_options, cfg.command)
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The output schema; its metadata also counts the alleles served from the store so far."""
+        if self.store is None:
+            return self._schema
+        return self._schema.with_metadata({"vareff": json.dumps(dict(self._meta, store=self.store_counts()))})
+
+    def store_counts(self) -> dict[str, dict[str, int]]:
+        """Per model: alleles served from the store, computed, added (empty without a store)."""
+        return self.store.counts() if self.store is not None else {}
 
     def process(self, records: list[Record]) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
         """Normalize, score and look up a chunk given as :class:`Record` objects."""
@@ -180,7 +203,7 @@ class Pipeline:
         model_status, model_cols, model_info = [], [], []
         for s in self.scorers:
             try:
-                res = s.score(batch, self.genome)
+                res = self.store.score(s, batch) if self.store is not None else s.score(batch, self.genome)
                 model_status.append(res.status)
                 model_cols.append(res.columns)
                 model_info.append(res.info)
@@ -202,8 +225,8 @@ class Pipeline:
             cols.update(lk.annotate(rows, cols))
         cols = {k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v) for k, v in cols.items()}
         arrays = [c.cast(f.type) if isinstance(c, (pa.Array, pa.ChunkedArray)) else pa.array(c, type=f.type)
-                  for f, c in ((f, cols[f.name]) for f in self.schema)]
-        table = pa.Table.from_arrays(arrays, schema=self.schema)
+                  for f, c in ((f, cols[f.name]) for f in self._schema)]
+        table = pa.Table.from_arrays(arrays, schema=self._schema)
         return rows, table, model_info
 
     def info_fields(self) -> list[InfoField]:
@@ -338,5 +361,5 @@ def run(cfg: RunConfig) -> RunSummary:
     counts = {k_: int(v) for k_, v in store.state["status_counts"].items()}
     summary = RunSummary(records=int(store.state["records"]), alleles=sum(counts.values()),
                          seconds=progress.seconds, status_counts=counts,
-                         outputs=tuple(o.path for o in cfg.outputs))
+                         outputs=tuple(o.path for o in cfg.outputs), store=pipe.store_counts())
     return summary
