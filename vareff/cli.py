@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "per evidence kind; write them as JSON for `vareff score --priority`.")
     _score_parser_options(c, calibrate=True)
     c.set_defaults(func=_cmd_calibrate)
+    from vareff.store.commands import add_precompute_parser, add_store_parser
+
+    add_store_parser(sub)
+    add_precompute_parser(sub)
     return p
 
 

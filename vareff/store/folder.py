@@ -28,6 +28,7 @@ from vareff.store.segments import Partition, TMP_PREFIX, write_segment
 
 log = logging.getLogger("vareff")
 
+AUTO_COMPACT = 64  # segments in a partition that trigger its compaction by the writer
 BLOCK = 1_000_000  # partition width in bases (chunks never span one, see engine.run.iter_chunks)
 
 
@@ -119,6 +120,10 @@ class StoreFolder:
         path = write_segment(part.dir, table, {"config": config, "contig": contig, "block": block})
         part.files.add(path.name)
         part.add([table])
+        if len(part.files) > AUTO_COMPACT:  # keep partitions to a few files (and lookups fast)
+            from vareff.store.admin import compact_partition
+
+            compact_partition(part.dir, {"config": config, "contig": contig, "block": block})
 
     # --- runs -----------------------------------------------------------------------------
     def record_run(self, run_id: str, blob: dict) -> None:
