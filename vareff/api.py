@@ -45,6 +45,7 @@ def score_vcf(
     ray_address: str | None = None,
     shards: int | None = None,
     store: str | os.PathLike | None = None,
+    store_use: Sequence[str] = (),
 ) -> RunSummary:
     """Score every allele of a VCF/VCF.gz/BCF (``"-"``: stdin) and write Parquet/VCF/TSV.
 
@@ -85,6 +86,8 @@ def score_vcf(
         Score store folder (default: ``$VAREFF_STORE``; ``""`` for none): alleles scored
         before with the same model configuration and reference are served from it, the others
         are scored and added.  The outputs are the same with or without it (docs/store.md).
+        ``store_use``: ids of imported configurations (``vareff store import``) that serve
+        alleles missing from the run's own configuration, on the provenance they declare.
 
     Returns
     -------
@@ -105,7 +108,7 @@ def score_vcf(
         annotation_transcripts=annotation_transcripts, priority=priority,
         command=command if command is not None else "vareff.score_vcf(...)",
         model_options=dict(model_options or {}), engine=engine, ray_address=ray_address, shards=shards,
-        store=resolve_store(store),
+        store=resolve_store(store), store_use=tuple(store_use),
     )
     if cfg.engine == "ray":
         from vareff.engine.distributed import run_distributed

@@ -68,6 +68,9 @@ def _score_parser_options(p, calibrate: bool) -> None:
     p.add_argument("--store", default=None, metavar="DIR",
                    help="score store: serve alleles scored before from DIR, add the new ones "
                         "(default: $VAREFF_STORE; --store '' for none; docs/store.md)")
+    p.add_argument("--store-use", action="append", default=[], metavar="ID",
+                   help="also serve alleles from this imported store configuration (vareff store import); "
+                        "repeatable")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
 
 
@@ -139,6 +142,7 @@ def _score_kwargs(args) -> dict:
         alphamissense=args.alphamissense, am_transcript=args.am_transcript, annotation=args.annotation,
         annotation_transcripts=args.annotation_transcripts, priority=getattr(args, "priority", None),
         progress=not args.no_progress, model_options=model_options(args), store=args.store,
+        store_use=args.store_use,
     )
 
 

@@ -76,6 +76,8 @@ class RunConfig:
     shards: int | None = None
     #: score store folder (``--store``, docs/store.md): alleles scored before are not scored again
     store: str | None = None
+    #: imported store configurations (``vareff store import``) to serve alleles missing from the run's own
+    store_use: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.outputs:

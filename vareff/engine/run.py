@@ -177,7 +177,8 @@ class Pipeline:
         if getattr(cfg, "store", None) and scorers:
             from vareff.store import StoreHook
 
-            self.store = StoreHook(cfg.store, scorers, genome, cfg.model_options, cfg.command)
+            self.store = StoreHook(cfg.store, scorers, genome, cfg.model_options, cfg.command,
+                                   use=getattr(cfg, "store_use", ()))
 
     @property
     def schema(self) -> pa.Schema:

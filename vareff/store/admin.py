@@ -37,6 +37,8 @@ def _partitions(root: Path, config: str | None = None):
 def _describe(desc: dict) -> str:
     prov = desc.get("provenance", {})
     short = {k: v for k, v in prov.items() if "weights" not in k and "checksum" not in k}
+    if desc.get("declared"):
+        short.update({f"declared.{k}": v for k, v in desc["declared"].items()})
     return f"{desc.get('backend')} (definitions {desc.get('definitions')}) " + " ".join(
         f"{k}={v}" for k, v in short.items()) + (" " + " ".join(f"{k}={v}" for k, v in desc.get("options", {}).items())
                                                  if desc.get("options") else "")

@@ -28,6 +28,24 @@ def add_store_parser(sub) -> None:
                    help="every configuration of this backend (spliceai, grover, nt, segmentnt); repeatable")
     r.add_argument("--stale", action="store_true", help="configurations written under other score definitions")
     r.set_defaults(func=_cmd_prune)
+    m = ss.add_parser("import", help="add a published score table (SpliceAI VCF, Parquet, or a store export)")
+    m.add_argument("dir")
+    src = m.add_mutually_exclusive_group(required=True)
+    src.add_argument("--spliceai-vcf", metavar="VCF", help="SpliceAI-annotated VCF (SpliceAI= INFO field)")
+    src.add_argument("--parquet", metavar="FILE",
+                     help="Parquet with chrom, pos, ref, alt and score columns, or a `vareff store export` file")
+    m.add_argument("-f", "--fasta", help="the reference the table was made on (its contig checksums key the entries)")
+    m.add_argument("--contig-map", action="append", default=[], metavar="CHROM=CONTIG[+OFFSET]")
+    m.add_argument("--name", default=None, help="declared provenance: a name for the table (e.g. its release)")
+    m.add_argument("--distance", type=int, default=None, help="SpliceAI VCF: the distance D it was made with")
+    m.add_argument("--mask", action="store_true", help="SpliceAI VCF: it was made with masking")
+    m.add_argument("--backend", default="imported", help="Parquet: the backend whose columns it holds")
+    m.set_defaults(func=_cmd_import)
+    e = ss.add_parser("export", help="write one configuration's entries to Parquet")
+    e.add_argument("dir")
+    e.add_argument("--config", required=True, metavar="ID", help="configuration id (see info)")
+    e.add_argument("-o", "--output", required=True, help="output .parquet")
+    e.set_defaults(func=_cmd_export)
 
 
 def _cmd_info(args, argv) -> int:
@@ -107,4 +125,40 @@ def _cmd_precompute(args, argv) -> int:
     stats = precompute(cfg, dict(regions=args.region, bed=args.bed, genes=genes, annotation=args.annotation,
                                  flank=args.flank), deletions=args.deletions, progress=not args.no_progress)
     log.info("done: %s", stats)
+    return 0
+
+
+def _cmd_import(args, argv) -> int:
+    import pyarrow.parquet as pq
+
+    from vareff.errors import ConfigError
+    from vareff.store import transfer
+    from vareff.window.genome import ContigSlice, Genome
+
+    exported = args.parquet and transfer.EXPORT_META in (pq.read_schema(args.parquet).metadata or {})
+    if exported:
+        config, n = transfer.import_export_file(args.dir, args.parquet)
+    else:
+        if not args.fasta or not args.name:
+            raise ConfigError("vareff store import: a published table needs -f REF.fa and --name",
+                              "-f: the reference it was made on; --name: its declared provenance")
+        genome = Genome(args.fasta, contig_map=[ContigSlice.parse(x) for x in args.contig_map])
+        if args.spliceai_vcf:
+            if args.distance is None:
+                raise ConfigError("--spliceai-vcf needs --distance D (the -D the file was made with)",
+                                  "SpliceAI's published files say it in their README, e.g. 50 or 500")
+            config, n = transfer.import_spliceai_vcf(args.dir, args.spliceai_vcf, genome, args.name, args.distance,
+                                                     args.mask)
+        else:
+            config, n = transfer.import_parquet(args.dir, args.parquet, genome, args.name, args.backend)
+    log.info("imported %d entries as configuration %s%s", n, config,
+             "" if exported else f" (serve them with vareff score --store {args.dir} --store-use {config})")
+    return 0
+
+
+def _cmd_export(args, argv) -> int:
+    from vareff.store.transfer import export
+
+    n = export(args.dir, args.config, args.output)
+    log.info("exported %d entries of %s to %s", n, args.config, args.output)
     return 0

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from vareff import __version__
-from vareff.errors import SCORABLE
+from vareff.errors import SCORABLE, ConfigError
 from vareff.score.base import AlleleBatch, ScoreResult
 from vareff.store.folder import BLOCK, StoreFolder
 from vareff.store.key import STORABLE_STATUS, ContigIds, config_descriptor, digest, has_side_outputs
@@ -45,10 +45,17 @@ def as_array(values, typ: pa.DataType) -> pa.Array:
     return values.cast(typ) if isinstance(values, pa.Array) else pa.array(values, type=typ)
 
 
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns in order; columns it lacks (an imported table's INFO) are null."""
+    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+            for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
 class _Backend:
     """Per scorer: its configuration id, segment schema, INFO ids and counters."""
 
-    def __init__(self, scorer, folder: StoreFolder, model_options: dict):
+    def __init__(self, scorer, folder: StoreFolder, model_options: dict, use=()):
         self.scorer = scorer
         self.enabled = not has_side_outputs(scorer, model_options)
         if not self.enabled:
@@ -60,9 +67,34 @@ class _Backend:
         self.info_ids = [f.id for f in scorer.info_fields()]
         self.schema = segment_schema(self.score_schema, self.info_ids)
         self.hits = self.computed = self.added = 0
+        self.read_configs = [self.config]
         if self.enabled and folder.usable:
             folder.put_config(self.config, desc)
             _warn_other_definitions(folder, self.config, desc)
+            self.read_configs += _imported(folder, use, desc, scorer)
+
+
+def _imported(folder: StoreFolder, use, desc: dict, scorer) -> list[str]:
+    """The ``--store-use`` configurations that apply to this backend (imported tables), checked."""
+    out, known = [], folder.configs()
+    for cid in use:
+        other = known.get(cid)
+        if other is None:
+            raise ConfigError(f"--store-use {cid}: the store {str(folder.root)!r} has no such configuration",
+                              "see `vareff store info`")
+        if other.get("backend") != scorer.name:
+            continue
+        if other.get("schema") != desc["schema"]:
+            raise ConfigError(f"--store-use {cid}: its columns are not those of {scorer.name}")
+        prov = desc["provenance"]
+        for k, v in other.get("declared", {}).items():
+            if k in prov and prov[k] != v:
+                raise ConfigError(f"--store-use {cid}: declared {k}={v}, this run uses {k}={prov[k]}",
+                                  f"run with the options the table was made with, or leave --store-use out")
+        log.info("score store: %s alleles missing from this configuration are looked up in %s (%s)",
+                 scorer.name, cid, other.get("imported"))
+        out.append(cid)
+    return out
 
 
 def _warn_other_definitions(folder: StoreFolder, config: str, desc: dict) -> None:
@@ -79,11 +111,11 @@ class StoreHook:
     """Store lookups and write-backs for every backend of one :class:`~vareff.engine.run.Pipeline`."""
 
     def __init__(self, root: str | os.PathLike, scorers: list, genome, model_options: dict | None = None,
-                 command: str = ""):
+                 command: str = "", use=()):
         self.folder = StoreFolder(root)
         self.genome = genome
         self.contigs = ContigIds(genome, self.folder.root / "refs") if genome is not None else None
-        self.backends = {id(s): _Backend(s, self.folder, model_options or {}) for s in scorers}
+        self.backends = {id(s): _Backend(s, self.folder, model_options or {}, use) for s in scorers}
         self.writable = self.folder.usable
         self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.command = command
@@ -147,14 +179,18 @@ class StoreHook:
         for j, (c, blk) in enumerate(zip(cids, blocks)):
             groups.setdefault((c, blk), []).append(j)
         for (c, blk), js in groups.items():
-            part = self.folder.partition(b.config, c, blk)
-            part.refresh()
             q = cand[js]
-            run_of, row_of = part.find(pos[q], ref[q], alt[q])
-            for r in np.unique(run_of[run_of >= 0]):
-                sel = run_of == r
-                hit_idx.append(q[sel])
-                hit_tables.append(part.runs[r].table.take(pa.array(row_of[sel])))
+            for config in b.read_configs:  # this configuration first, then --store-use tables
+                part = self.folder.partition(config, c, blk)
+                part.refresh()
+                run_of, row_of = part.find(pos[q], ref[q], alt[q])
+                for r in np.unique(run_of[run_of >= 0]):
+                    sel = run_of == r
+                    hit_idx.append(q[sel])
+                    hit_tables.append(_conform(part.runs[r].table.take(pa.array(row_of[sel])), b.schema))
+                q = q[run_of < 0]
+                if not len(q):
+                    break
         hits = np.concatenate(hit_idx) if hit_idx else np.zeros(0, np.int64)
         is_hit = np.zeros(n, bool)
         is_hit[hits] = True
