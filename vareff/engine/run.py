@@ -183,9 +183,10 @@ class Pipeline:
     @property
     def schema(self) -> pa.Schema:
         """The output schema; its metadata also counts the alleles served from the store so far."""
-        if self.store is None:
-            return self._schema
-        return self._schema.with_metadata({"vareff": json.dumps(dict(self._meta, store=self.store_counts()))})
+        counts = self.store_counts()
+        if not any(v for c in counts.values() for v in c.values()):
+            return self._schema  # no store, or nothing scored yet (e.g. a Ray worker's describe())
+        return self._schema.with_metadata({"vareff": json.dumps(dict(self._meta, store=counts))})
 
     def store_counts(self) -> dict[str, dict[str, int]]:
         """Per model: alleles served from the store, computed, added (empty without a store)."""

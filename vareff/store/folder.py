@@ -32,13 +32,14 @@ AUTO_COMPACT = 64  # segments in a partition that trigger its compaction by the 
 BLOCK = 1_000_000  # partition width in bases (chunks never span one, see engine.run.iter_chunks)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
     with open(tmp, "w") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if sync:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -127,7 +128,8 @@ class StoreFolder:
 
     # --- runs -----------------------------------------------------------------------------
     def record_run(self, run_id: str, blob: dict) -> None:
-        atomic_write_text(self.root / "runs" / f"{run_id}.json", json.dumps(dict(blob, time=time.time())))
+        # a log line, not data: renamed into place whole, but not fsynced
+        atomic_write_text(self.root / "runs" / f"{run_id}.json", json.dumps(dict(blob, time=time.time())), sync=False)
 
     def runs(self) -> list[dict]:
         out = [d for p in (self.root / "runs").glob("*.json") if (d := read_json(p)) is not None]

@@ -9,6 +9,7 @@ as the backend's own result for the whole batch.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import time
@@ -120,6 +121,8 @@ class StoreHook:
         self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.command = command
         self._known_contigs: set[str] = set()
+        self._last_record = -1e9
+        atexit.register(self._record_run, True)
 
     # --- reporting ----------------------------------------------------------------------
     def counts(self) -> dict[str, dict[str, int]]:
@@ -127,9 +130,12 @@ class StoreHook:
         return {b.scorer.name: {"served": b.hits, "computed": b.computed, "added": b.added}
                 for b in self.backends.values()}
 
-    def _record_run(self) -> None:
-        if not self.writable:
+    def _record_run(self, force: bool = False) -> None:
+        """Update this run's line in the store's run log (at most once a second, and at exit)."""
+        now = time.monotonic()
+        if not self.writable or (not force and now - self._last_record < 1.0):
             return
+        self._last_record = now
         try:
             self.folder.record_run(self.run_id, {"command": self.command, "vareff": __version__,
                                                  "configs": {b.config: self.counts()[b.scorer.name]
@@ -145,11 +151,14 @@ class StoreHook:
 
     # --- the hook -----------------------------------------------------------------------
     def _keys(self, batch: AlleleBatch):
-        """Scorable alleles with a FASTA contig: their indices, contig ids and blocks."""
-        idx, cid, block = [], [], []
-        for i, (c, st) in enumerate(zip(batch.chrom, batch.status)):
-            if st not in SCORABLE:
-                continue
+        """Scorable alleles with a FASTA contig: their indices, contig ids and blocks (vectorized)."""
+        chrom = np.asarray(batch.chrom, dtype=object)
+        st = np.asarray(batch.status, dtype=object)
+        ok = np.zeros(len(st), bool)
+        for v in SCORABLE:
+            ok |= st == v
+        cid = np.full(len(st), None, dtype=object)
+        for c in set(chrom[ok].tolist()):
             ident = self.contigs.id_of(c)
             if ident is None:
                 continue
@@ -160,8 +169,9 @@ class StoreHook:
                         self.folder.put_contig(*ident)
                     except OSError as e:
                         self._stop_writing(e)
-            idx.append(i), cid.append(ident[0]), block.append(int(batch.pos1[i]) // BLOCK)
-        return np.asarray(idx, np.int64), cid, block
+            cid[ok & (chrom == c)] = ident[0]
+        idx = np.flatnonzero(cid != None)  # noqa: E711 (element-wise)
+        return idx, cid[idx], np.asarray(batch.pos1, np.int64)[idx] // BLOCK
 
     def score(self, scorer, batch: AlleleBatch) -> ScoreResult:
         b = self.backends.get(id(scorer))
@@ -175,22 +185,11 @@ class StoreHook:
         pos = np.asarray(batch.pos1, np.int64)
         ref = np.asarray(batch.ref, dtype=object)
         alt = np.asarray(batch.alt, dtype=object)
-        hit_idx, hit_tables, groups = [], [], {}
-        for j, (c, blk) in enumerate(zip(cids, blocks)):
-            groups.setdefault((c, blk), []).append(j)
-        for (c, blk), js in groups.items():
-            q = cand[js]
-            for config in b.read_configs:  # this configuration first, then --store-use tables
-                part = self.folder.partition(config, c, blk)
-                part.refresh()
-                run_of, row_of = part.find(pos[q], ref[q], alt[q])
-                for r in np.unique(run_of[run_of >= 0]):
-                    sel = run_of == r
-                    hit_idx.append(q[sel])
-                    hit_tables.append(_conform(part.runs[r].table.take(pa.array(row_of[sel])), b.schema))
-                q = q[run_of < 0]
-                if not len(q):
-                    break
+        hit_idx, hit_tables = [], []
+        for c in set(cids.tolist()):
+            in_c = cids == c
+            for blk in np.unique(blocks[in_c]).tolist():
+                self._lookup(b, c, blk, cand[in_c & (blocks == blk)], pos, ref, alt, hit_idx, hit_tables)
         hits = np.concatenate(hit_idx) if hit_idx else np.zeros(0, np.int64)
         is_hit = np.zeros(n, bool)
         is_hit[hits] = True
@@ -198,12 +197,32 @@ class StoreHook:
         res = scorer.score(subset(batch, miss), self.genome) if len(miss) else None
         b.hits += len(hits)
         b.computed += int(sum(batch.status[i] in SCORABLE for i in miss))
-        if res is not None and len(cand):
-            self._write_back(b, res, miss, cand, cids, blocks, pos, ref, alt)
+        if res is not None and len(cand) and self.writable:
+            try:
+                self._write_back(b, res, miss, cand, cids, blocks, pos, ref, alt)
+            except OSError as e:
+                self._stop_writing(e)
+            except Exception as e:  # the scores are fine: never lose them over the store
+                log.exception("score store: write-back failed")
+                self._stop_writing(OSError(str(e)))
         self._record_run()
         if res is not None and not len(hits):
             return res
         return self._merge(b, n, hits, hit_tables, miss, res)
+
+    def _lookup(self, b: _Backend, c: str, blk: int, q, pos, ref, alt, hit_idx: list, hit_tables: list) -> None:
+        """Look alleles ``q`` (one contig and block) up: this configuration first, then --store-use tables."""
+        for config in b.read_configs:
+            part = self.folder.partition(config, c, blk)
+            part.refresh()
+            run_of, row_of = part.find(pos[q], ref[q], alt[q])
+            for r in np.unique(run_of[run_of >= 0]).tolist():
+                sel = run_of == r
+                hit_idx.append(q[sel])
+                hit_tables.append(_conform(part.runs[r].table.take(pa.array(row_of[sel])), b.schema))
+            q = q[run_of < 0]
+            if not len(q):
+                return
 
     def _merge(self, b: _Backend, n: int, hits, hit_tables, miss, res: ScoreResult | None) -> ScoreResult:
         stored = pa.concat_tables(hit_tables) if hit_tables else b.schema.empty_table()
@@ -256,7 +275,7 @@ class StoreHook:
         table = pa.Table.from_pydict(cols, schema=b.schema)
         by_part: dict[tuple, list[int]] = {}
         for r, (_, j) in enumerate(keep):
-            by_part.setdefault((cids[j], blocks[j]), []).append(r)
+            by_part.setdefault((cids[j], int(blocks[j])), []).append(r)
         try:
             for (c, blk), rows in by_part.items():
                 self.folder.add(b.config, c, blk, table.take(pa.array(rows)))

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -97,10 +96,14 @@ def read_segment(path: Path) -> tuple[pa.Table, dict]:
 
 
 def key_hash(pos, ref, alt) -> np.ndarray:
-    """64-bit hash of (pos, ref, alt) rows (polars' row hash, stable within one process)."""
-    df = pl.DataFrame({"pos": pl.Series(pos, dtype=pl.Int64), "ref": pl.Series(ref, dtype=pl.String),
-                       "alt": pl.Series(alt, dtype=pl.String)})
-    return df.hash_rows(seed=0).to_numpy()
+    """64-bit hash of (pos, ref, alt) rows, for in-memory lookups only (Python's string hash is
+    salted per process, so it is never stored); every hash match is verified on the key itself."""
+    pos = np.asarray(pos, dtype=np.int64).astype(np.uint64)
+    ref = ref.to_pylist() if hasattr(ref, "to_pylist") else ref
+    alt = alt.to_pylist() if hasattr(alt, "to_pylist") else alt
+    hs = np.fromiter(map(hash, zip(ref, alt)), dtype=np.int64, count=len(pos)).view(np.uint64)
+    with np.errstate(over="ignore"):
+        return (pos * np.uint64(0x9E3779B97F4A7C15)) ^ hs
 
 
 class Run:
