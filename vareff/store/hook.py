@@ -48,6 +48,8 @@ def as_array(values, typ: pa.DataType) -> pa.Array:
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with ``schema``'s columns in order; columns it lacks (an imported table's INFO) are null."""
+    if table.schema.equals(schema, check_metadata=False):
+        return table
     cols = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
             for f in schema]
     return pa.Table.from_arrays(cols, schema=schema)
@@ -230,21 +232,23 @@ class StoreHook:
         perm = np.empty(n, np.int64)
         perm[miss] = np.arange(len(miss))
         perm[hits] = len(miss) + np.arange(len(hits))
-        take = pa.array(perm)
+        identity = bool((perm == np.arange(n)).all())  # e.g. a fully warm chunk
+        take = None if identity else pa.array(perm)
         cols = {}
         for f in b.score_schema:
             parts = [stored.column(f.name).combine_chunks().cast(f.type)]
             if res is not None:
                 parts.insert(0, as_array(res.columns[f.name], f.type))
-            cols[f.name] = pa.concat_arrays(parts).take(take)
+            arr = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
+            cols[f.name] = arr if identity else arr.take(take)
         status = (list(res.status) if res is not None else []) + stored.column("status").to_pylist()
         info_ids = list(b.info_ids) + [k for k in (res.info if res is not None else {}) if k not in b.info_ids]
         info = {}
         for k in info_ids:
             vals = list(res.info.get(k, [None] * len(miss))) if res is not None else []
             vals += stored.column(info_column(k)).to_pylist() if k in b.info_ids else [None] * len(hits)
-            info[k] = [vals[p] for p in perm]
-        return ScoreResult(columns=cols, status=[status[p] for p in perm], info=info)
+            info[k] = vals if identity else [vals[p] for p in perm]
+        return ScoreResult(columns=cols, status=status if identity else [status[p] for p in perm], info=info)
 
     def _write_back(self, b: _Backend, res: ScoreResult, miss, cand, cids, blocks, pos, ref, alt) -> None:
         """Add the misses' storable results (one segment per partition); a failing write only stops writing."""
