@@ -74,3 +74,16 @@ def test_precompute_then_score_is_served_whole(setup, tmp_path, capsys):
     assert main(["precompute", "-f", fa, "-m", str(d / "ckpt"), "--store", str(store), "-r", "chrT:1001-1020",
                  "--deletions", *OPTS]) == 0
     assert "served from the store 80, computed 0" in capsys.readouterr().err
+
+
+def test_gene_exons_from_an_annotation(shared_data):
+    from engine_helpers import tubb8_paths
+    from vareff.errors import InputError
+    from vareff.store.precompute import gene_exons
+
+    p = tubb8_paths(shared_data)
+    iv = merge_intervals(gene_exons(p["annotation"], ["TUBB8"], flank=10))
+    # the table's exons (0-based starts, 1-based ends), each widened by 10 nt
+    assert iv == [("10", 92882, 94064), ("10", 94544, 94675), ("10", 94733, 94862), ("10", 95111, 95539)]
+    with pytest.raises(InputError, match="NOPE"):
+        gene_exons(p["annotation"], ["NOPE"], flank=0)

@@ -2,7 +2,10 @@
 and both give the single-process rows without a store."""
 from __future__ import annotations
 
+import json
+
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 import grover_fixtures as gf
@@ -35,11 +38,14 @@ def test_ray_workers_share_one_store(tmp_path):
         vareff.score_vcf(vcf, tmp_path / "cold.parquet", store=store, engine="ray", shards=2, **kw)
         assert info(store)["configs"][0]["entries"] == n  # the workers' write-backs, all in one store
         segments = sorted(store.glob("data/*/*/*/seg-*.parquet"))
-        vareff.score_vcf(vcf, tmp_path / "warm.parquet", store=store, engine="ray", shards=2, **kw)
+        warm = vareff.score_vcf(vcf, tmp_path / "warm.parquet", store=store, engine="ray", shards=2, **kw)
     finally:
         ray.shutdown()
     assert sorted(store.glob("data/*/*/*/seg-*.parquet")) == segments  # warm: nothing computed, nothing added
     assert sum(r["served"] for r in info(store, last_runs=100)["runs"]) > 0
+    assert warm.store["grover"]["served"] == n and warm.store["grover"]["computed"] == 0
+    meta = json.loads(pq.read_schema(tmp_path / "warm.parquet").metadata[b"vareff"])
+    assert meta["store"]["grover"]["served"] == n
     local = pl.read_parquet(tmp_path / "local.parquet")
     for name in ("cold", "warm"):
         assert pl.read_parquet(tmp_path / f"{name}.parquet").equals(local), name
