@@ -43,7 +43,7 @@ def config(fasta: str, store: str | None, **kw):
                      store=store, **kw)
 
 
-def run_pipeline(cfg: RunConfig, scorers, records: list[Record], chunk: int = 1000, contig_map=None):
+def run_pipeline(cfg, scorers, records: list[Record], chunk: int = 1000, contig_map=None):
     """Score ``records`` with ``scorers`` through the engine's Pipeline; (table, VCF INFO dicts, counts)."""
     import pyarrow as pa
 

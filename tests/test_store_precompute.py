@@ -65,11 +65,19 @@ def test_precompute_then_score_is_served_whole(setup, tmp_path, capsys):
     vcf = tmp_path / "in.vcf"
     vcf.write_text("\n".join(lines) + "\n")
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
-    assert main(["score", str(vcf), "-f", fa, "-m", str(d / "ckpt"), "-o", str(a), "--store", "", *OPTS]) == 0
+    assert main(["score", str(vcf), "-f", fa, "-m", str(d / "ckpt"), "-o", str(a), "-o", str(tmp_path / "a.vcf"),
+                 "--store", "", *OPTS]) == 0
     capsys.readouterr()
-    assert main(["score", str(vcf), "-f", fa, "-m", str(d / "ckpt"), "-o", str(b), "--store", str(store), *OPTS]) == 0
+    assert main(["score", str(vcf), "-f", fa, "-m", str(d / "ckpt"), "-o", str(b), "-o", str(tmp_path / "b.vcf"),
+                 "--store", str(store), *OPTS]) == 0
     assert "grover 22 served, 0 computed" in capsys.readouterr().err
     assert pl.read_parquet(a).equals(pl.read_parquet(b))
+
+    def body(path):  # the VCF without the command line
+        return [x for x in path.read_text().splitlines() if not x.startswith("##vareffCommand")]
+
+    assert body(tmp_path / "a.vcf") == body(tmp_path / "b.vcf")
+    assert any("GROVER_LLR=" in x for x in body(tmp_path / "b.vcf"))
     # precompute again: everything is already there
     assert main(["precompute", "-f", fa, "-m", str(d / "ckpt"), "--store", str(store), "-r", "chrT:1001-1020",
                  "--deletions", *OPTS]) == 0

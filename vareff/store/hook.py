@@ -14,7 +14,6 @@ import logging
 import os
 import time
 import uuid
-from collections import Counter
 from dataclasses import fields
 
 import numpy as np
@@ -93,7 +92,7 @@ def _imported(folder: StoreFolder, use, desc: dict, scorer) -> list[str]:
         for k, v in other.get("declared", {}).items():
             if k in prov and prov[k] != v:
                 raise ConfigError(f"--store-use {cid}: declared {k}={v}, this run uses {k}={prov[k]}",
-                                  f"run with the options the table was made with, or leave --store-use out")
+                                  "run with the options the table was made with, or leave --store-use out")
         log.info("score store: %s alleles missing from this configuration are looked up in %s (%s)",
                  scorer.name, cid, other.get("imported"))
         out.append(cid)

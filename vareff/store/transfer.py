@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from vareff.errors import ConfigError, InputError
 from vareff.store.folder import BLOCK, StoreFolder
 from vareff.store.key import ContigIds, digest
-from vareff.store.segments import SEGMENT_GLOB, CorruptSegment, info_column, read_segment, segment_schema
+from vareff.store.segments import SEGMENT_GLOB, CorruptSegment, read_segment, segment_schema
 
 log = logging.getLogger("vareff")
 
