@@ -222,3 +222,24 @@ def test_store_info_compact_prune(fasta, tmp_path, capsys):
     assert "chrA" in capsys.readouterr().out
     assert main(["store", "prune", str(store), "--config", c["config"]]) == 0
     assert info(store)["configs"] == []
+
+
+def test_read_only_store_is_still_read(fasta, tmp_path, monkeypatch, caplog):
+    fa, seqs = fasta
+    store = tmp_path / "store"
+    batch = fake_batch(seqs, 100, 5)
+    hook = StoreHook(store, [sc := FakeScorer()], Genome(fa))
+    hook.score(sc, batch)
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(store_folder, "atomic_write_text", denied)
+    monkeypatch.setattr(store_folder, "write_segment", denied)
+    caplog.set_level(logging.WARNING, "vareff")
+    hook = StoreHook(store, [sc := FakeScorer(salt="1")], Genome(fa))  # a new configuration: cannot be recorded
+    check_result(batch, hook.score(sc, batch))
+    assert "Permission denied" in caplog.text and not hook.writable
+    hook = StoreHook(store, [sc := FakeScorer()], Genome(fa))  # the stored one is served
+    check_result(batch, hook.score(sc, batch))
+    assert hook.counts()["fake"]["served"] == 100

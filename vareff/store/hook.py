@@ -70,8 +70,12 @@ class _Backend:
         self.schema = segment_schema(self.score_schema, self.info_ids)
         self.hits = self.computed = self.added = 0
         self.read_configs = [self.config]
+        self.write_error: OSError | None = None
         if self.enabled and folder.usable:
-            folder.put_config(self.config, desc)
+            try:
+                folder.put_config(self.config, desc)
+            except OSError as e:  # e.g. a read-only store: it is still read
+                self.write_error = e
             _warn_other_definitions(folder, self.config, desc)
             self.read_configs += _imported(folder, use, desc, scorer)
 
@@ -119,6 +123,9 @@ class StoreHook:
         self.contigs = ContigIds(genome, self.folder.root / "refs") if genome is not None else None
         self.backends = {id(s): _Backend(s, self.folder, model_options or {}, use) for s in scorers}
         self.writable = self.folder.usable
+        for b in self.backends.values():
+            if b.write_error is not None:
+                self._stop_writing(b.write_error)
         self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.command = command
         self._known_contigs: set[str] = set()
