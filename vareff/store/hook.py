@@ -14,6 +14,7 @@ import logging
 import os
 import time
 import uuid
+import weakref
 from dataclasses import fields
 
 import numpy as np
@@ -113,6 +114,12 @@ def _warn_other_definitions(folder: StoreFolder, config: str, desc: dict) -> Non
                         other.get("definitions"), desc["definitions"], cid)
 
 
+def _flush_at_exit(ref) -> None:
+    hook = ref()
+    if hook is not None:
+        hook._record_run(force=True)
+
+
 class StoreHook:
     """Store lookups and write-backs for every backend of one :class:`~vareff.engine.run.Pipeline`."""
 
@@ -130,7 +137,7 @@ class StoreHook:
         self.command = command
         self._known_contigs: set[str] = set()
         self._last_record = -1e9
-        atexit.register(self._record_run, True)
+        atexit.register(_flush_at_exit, weakref.ref(self))  # weak: a finished hook's partitions are freed
 
     # --- reporting ----------------------------------------------------------------------
     def counts(self) -> dict[str, dict[str, int]]:
