@@ -150,6 +150,7 @@ def score_variants(
                          "it needs chrom, pos (1-based), ref and alt")
     models = default_models(models, options.get("alphamissense"), options.get("annotation"))
     options["store"] = resolve_store(options.get("store"))
+    options["store_use"] = tuple(options.get("store_use", ()))
     cfg = RunConfig(input="-", outputs=(OutputSpec("<memory>", "parquet"),),
                     fasta=os.fspath(fasta) if fasta else None, models=models, **options)
     pipe = Pipeline(cfg, build_scorers(cfg), open_genome(cfg), build_lookups(cfg))
