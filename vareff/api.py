@@ -47,6 +47,8 @@ def score_vcf(
     ray_address: str | None = None,
     shards: int | None = None,
     strict: bool = False,
+    store: str | os.PathLike | None = None,
+    store_use: Sequence[str] = (),
 ) -> RunSummary:
     """Score every allele of a VCF/VCF.gz/BCF (``"-"``: stdin) and write Parquet/VCF/TSV.
 
@@ -94,6 +96,12 @@ def score_vcf(
         shards (default: 4 per worker) scored by Ray actors on the cluster at ``ray_address``
         (default: a running one, or a new local instance); the outputs are identical.  Needs
         ``pip install 'vareff[ray]'``; see docs/scale-out.md.
+    store
+        Score store folder (default: ``$VAREFF_STORE``; ``""`` for none): alleles scored
+        before with the same model configuration and reference are served from it, the others
+        are scored and added.  The outputs are the same with or without it (docs/store.md).
+        ``store_use``: ids of imported configurations (``vareff store import``) that serve
+        alleles missing from the run's own configuration, on the provenance they declare.
 
     Returns
     -------
@@ -132,13 +140,20 @@ def score_vcf(
         annotation_transcripts=annotation_transcripts, priority=priority,
         command=command if command is not None else "vareff.score_vcf(...)",
         model_options=dict(model_options or {}), engine=engine, ray_address=ray_address, shards=shards,
-        strict=strict,
+        strict=strict, store=resolve_store(store), store_use=tuple(store_use),
     )
     if cfg.engine == "ray":
         from vareff.engine.distributed import run_distributed
 
         return run_distributed(cfg)
     return run(cfg)
+
+
+def resolve_store(store: str | os.PathLike | None) -> str | None:
+    """The score store folder: ``store`` as given, else ``$VAREFF_STORE``; empty means none."""
+    if store is None:
+        store = os.environ.get("VAREFF_STORE")
+    return os.fspath(store) if store else None
 
 
 def default_models(models: Sequence[str] | None, alphamissense, annotation) -> tuple[str, ...]:
@@ -166,6 +181,8 @@ def score_variants(
         raise InputError(f"score_variants: the DataFrame lacks columns {sorted(missing)}",
                          "it needs chrom, pos (1-based), ref and alt")
     models = default_models(models, options.get("alphamissense"), options.get("annotation"))
+    options["store"] = resolve_store(options.get("store"))
+    options["store_use"] = tuple(options.get("store_use", ()))
     cfg = RunConfig(input="-", outputs=(OutputSpec("<memory>", "parquet"),),
                     fasta=os.fspath(fasta) if fasta else None, models=models, **options)
     pipe = Pipeline(cfg, build_scorers(cfg), open_genome(cfg), build_lookups(cfg))

@@ -110,6 +110,12 @@ def _score_parser_options(p, calibrate: bool) -> None:
                    help="folder with spliceai1.h5..spliceai5.h5 (default: the installed spliceai wheel)")
     _model_options(p)
     _lookup_options(p, with_priority=not calibrate)
+    p.add_argument("--store", default=None, metavar="DIR",
+                   help="score store: serve alleles scored before from DIR, add the new ones "
+                        "(default: $VAREFF_STORE; --store '' for none; docs/store.md)")
+    p.add_argument("--store-use", action="append", default=[], metavar="ID",
+                   help="also serve alleles from this imported store configuration (vareff store import); "
+                        "repeatable")
     p.add_argument("--strict", action="store_true",
                    help="fail (exit 2) when under 1%% of the alleles can be placed on the FASTA (default: a warning)")
     p.add_argument("--no-progress", action="store_true",
@@ -185,6 +191,7 @@ def _score_kwargs(args) -> dict:
         alphamissense=args.alphamissense, am_transcript=args.am_transcript, annotation=args.annotation,
         annotation_transcripts=args.annotation_transcripts, priority=getattr(args, "priority", None),
         progress=not (args.no_progress or args.quiet), model_options=model_options(args), strict=args.strict,
+        store=args.store, store_use=args.store_use,
     )
 
 
@@ -270,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     from vareff.report.cli import add_report_parsers
 
     add_report_parsers(sub, _score_parser_options)
+    from vareff.store.commands import add_precompute_parser, add_store_parser
+
+    add_store_parser(sub)
+    add_precompute_parser(sub)
     return p
 
 

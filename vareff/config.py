@@ -80,6 +80,10 @@ class RunConfig:
     shards: int | None = None
     #: a run in which (almost) no allele can be placed on the FASTA is an error, not a warning
     strict: bool = False
+    #: score store folder (``--store``, docs/store.md): alleles scored before are not scored again
+    store: str | None = None
+    #: imported store configurations (``vareff store import``) to serve alleles missing from the run's own
+    store_use: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.outputs:

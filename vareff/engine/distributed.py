@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -217,6 +218,7 @@ class ShardWorker:
         done = read_markers(self.parts_dir)
         k = shard.first_chunk
         out = {"scored": 0, "reused": 0, "records": 0, "alleles": 0}
+        before = self.pipe.store_counts()  # score store: what this shard served / computed
         try:
             cost = allele_cost(self.pipe.scorers)
             for chunk in iter_chunks(self._items(reader, shard), cfg.chunk_size, allele_cost=cost):
@@ -234,6 +236,8 @@ class ShardWorker:
                 k += 1
         finally:
             reader.close()
+        out["store"] = {m: {key: v - before.get(m, {}).get(key, 0) for key, v in c.items()}
+                        for m, c in self.pipe.store_counts().items()}
         if k != shard.first_chunk + shard.n_chunks:
             raise RuntimeError(f"{shard.describe()} gave {k - shard.first_chunk} chunks, planned {shard.n_chunks}: "
                                "did the input change?")
@@ -402,6 +406,10 @@ def _score_shards(ray, cfg, chunks, shards, workers, new_worker, progress, desc,
             continue
         idle.append(w)
         summary.chunks_scored += out["scored"]
+        for m, c in out.get("store", {}).items():
+            agg = summary.store.setdefault(m, {})
+            for key, v in c.items():
+                agg[key] = agg.get(key, 0) + v
         progress.update(out["records"], out["alleles"], f"{sh.describe()} done")
     for wk in workers:  # backends with side outputs finish them
         try:
@@ -416,7 +424,11 @@ def _score_shards(ray, cfg, chunks, shards, workers, new_worker, progress, desc,
             "command with --resume: only the missing chunks are scored",
         )
     store.adopt_markers(len(chunks))
-    store.finalize(desc["schema"], header)
+    schema = desc["schema"]
+    if summary.store:  # the metadata counts the alleles served from the score store
+        meta = json.loads(schema.metadata[b"vareff"])
+        schema = schema.with_metadata({"vareff": json.dumps(dict(meta, store=summary.store))})
+    store.finalize(schema, header)
     counts = {s: int(c) for s, c in store.state["status_counts"].items()}
     summary.records = int(store.state["records"])
     summary.alleles = sum(counts.values())

@@ -56,6 +56,8 @@ class RunSummary:
     outputs: tuple[str, ...] = ()
     #: per evidence source (model name, ``alphamissense``, ``annotation``): alleles that got a value
     hits: dict[str, int] = field(default_factory=dict)
+    #: with a score store: per model, alleles served from the store / computed / added (this process)
+    store: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def alleles_per_second(self) -> float:
@@ -74,6 +76,9 @@ class RunSummary:
             text += "; evidence: " + ", ".join(f"{k} {v} of {self.alleles}" for k, v in self.hits.items())
         if self.not_placed:
             text += f"; {self.not_placed} not placed on the FASTA"
+        if self.store:
+            text += "; store: " + ", ".join(f"{m} {c['served']} served, {c['computed']} computed"
+                                            for m, c in self.store.items())
         return text
 
 
@@ -217,9 +222,28 @@ class Pipeline:
         extra = [f for lk in self.lookups for f in lk.schema()]
         meta = {"version": __version__, "command": cfg.command, "models": [s.provenance() for s in scorers],
                 "lookups": [lk.provenance() for lk in self.lookups]}
-        self.schema = output_schema(scorers, pa.schema(extra) if extra else None).with_metadata(
+        self._meta = meta
+        self._schema = output_schema(scorers, pa.schema(extra) if extra else None).with_metadata(
             {"vareff": json.dumps(meta)})
         self.warn = _Warnings()
+        self.store = None  # the score store hook (``--store``): lookups before, write-backs after each backend
+        if getattr(cfg, "store", None) and scorers:
+            from vareff.store import StoreHook
+
+            self.store = StoreHook(cfg.store, scorers, genome, cfg.model_options, cfg.command,
+                                   use=getattr(cfg, "store_use", ()))
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The output schema; its metadata also counts the alleles served from the store so far."""
+        counts = self.store_counts()
+        if not any(v for c in counts.values() for v in c.values()):
+            return self._schema  # no store, or nothing scored yet (e.g. a Ray worker's describe())
+        return self._schema.with_metadata({"vareff": json.dumps(dict(self._meta, store=counts))})
+
+    def store_counts(self) -> dict[str, dict[str, int]]:
+        """Per model: alleles served from the store, computed, added (empty without a store)."""
+        return self.store.counts() if self.store is not None else {}
 
     def process(self, records: list[Record]) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
         """Normalize, score and look up a chunk given as :class:`Record` objects."""
@@ -234,7 +258,7 @@ class Pipeline:
         model_status, model_cols, model_info = [], [], []
         for s in self.scorers:
             try:
-                res = s.score(batch, self.genome)
+                res = self.store.score(s, batch) if self.store is not None else s.score(batch, self.genome)
                 model_status.append(res.status)
                 model_cols.append(res.columns)
                 model_info.append(res.info)
@@ -256,8 +280,8 @@ class Pipeline:
             cols.update(lk.annotate(rows, cols))
         cols = {k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v) for k, v in cols.items()}
         arrays = [c.cast(f.type) if isinstance(c, (pa.Array, pa.ChunkedArray)) else pa.array(c, type=f.type)
-                  for f, c in ((f, cols[f.name]) for f in self.schema)]
-        table = pa.Table.from_arrays(arrays, schema=self.schema)
+                  for f, c in ((f, cols[f.name]) for f in self._schema)]
+        table = pa.Table.from_arrays(arrays, schema=self._schema)
         return rows, table, model_info
 
     def hits(self, table: pa.Table) -> dict[str, int]:
@@ -476,7 +500,8 @@ def run(cfg: RunConfig) -> RunSummary:
     summary = RunSummary(records=int(store.state["records"]), alleles=sum(counts.values()),
                          seconds=progress.seconds, status_counts=counts,
                          outputs=tuple(o.path for o in cfg.outputs),
-                         hits={k_: int(v) for k_, v in store.state.get("hits", {}).items()})
+                         hits={k_: int(v) for k_, v in store.state.get("hits", {}).items()},
+                         store=pipe.store_counts())
     if problem:
         log.warning("%s\nHint: %s", problem, placement_hint(vcf_contigs, genome.contigs))
     warn_no_hits(summary, skip=tuple(s.name for s in scorers) if problem else ())  # models: same cause

@@ -1,0 +1,200 @@
+"""Store files: immutable Parquet segments written atomically, and an in-memory index over them.
+
+A segment holds the entries of one (configuration, contig, 1 Mb block) partition: columns
+``pos``, ``ref``, ``alt`` (the key), ``status`` (the model status, null = scored), the backend's
+score columns in its own types (so values come back bit for bit) and ``info.<ID>`` strings (its
+VCF INFO values).  It is written under a temporary name, fsynced and renamed into place, so a
+reader sees a whole segment or none; Parquet page CRCs plus the row count in the footer detect a
+corrupt or truncated file, which is reported by name and skipped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger("vareff")
+
+KEY_FIELDS = [pa.field("pos", pa.int64()), pa.field("ref", pa.string()), pa.field("alt", pa.string())]
+META_KEY = b"vareff_store"
+SEGMENT_GLOB = "seg-*.parquet"
+TMP_PREFIX = ".tmp-"
+
+
+class CorruptSegment(Exception):
+    """A store file that cannot be read whole (bad checksum, truncated, wrong footer)."""
+
+
+def info_column(info_id: str) -> str:
+    return f"info.{info_id}"
+
+
+def segment_schema(score_schema: pa.Schema, info_ids: list[str]) -> pa.Schema:
+    return pa.schema(KEY_FIELDS + [pa.field("status", pa.string())] + list(score_schema)
+                     + [pa.field(info_column(i), pa.string()) for i in info_ids])
+
+
+def new_segment_name() -> str:
+    return f"seg-{uuid.uuid4().hex}.parquet"
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_segment(directory: Path, table: pa.Table, meta: dict, name: str | None = None) -> Path:
+    """Write ``table`` as a new segment in ``directory`` atomically (tmp + fsync + rename)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = name or new_segment_name()
+    final = directory / name
+    tmp = directory / f"{TMP_PREFIX}{name}"
+    blob = dict(meta, rows=table.num_rows)
+    table = table.replace_schema_metadata({META_KEY: json.dumps(blob).encode()})
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd", write_page_checksum=True, write_statistics=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    fsync_dir(directory)
+    return final
+
+
+def read_segment(path: Path) -> tuple[pa.Table, dict]:
+    """A segment's rows and metadata; :class:`CorruptSegment` if it is not whole."""
+    try:
+        table = pq.read_table(path, page_checksum_verification=True)
+        meta = json.loads((table.schema.metadata or {})[META_KEY])
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException, KeyError, ValueError) as e:
+        raise CorruptSegment(f"{path}: {e}") from None
+    if meta.get("rows") != table.num_rows:
+        raise CorruptSegment(f"{path}: {table.num_rows} rows, the footer says {meta.get('rows')}")
+    return table, meta
+
+
+def key_hash(pos, ref, alt) -> np.ndarray:
+    """64-bit hash of (pos, ref, alt) rows, for in-memory lookups only (Python's string hash is
+    salted per process, so it is never stored); every hash match is verified on the key itself."""
+    pos = np.asarray(pos, dtype=np.int64).astype(np.uint64)
+    ref = ref.to_pylist() if hasattr(ref, "to_pylist") else ref
+    alt = alt.to_pylist() if hasattr(alt, "to_pylist") else alt
+    hs = np.fromiter(map(hash, zip(ref, alt)), dtype=np.int64, count=len(pos)).view(np.uint64)
+    with np.errstate(over="ignore"):
+        return (pos * np.uint64(0x9E3779B97F4A7C15)) ^ hs
+
+
+class Run:
+    """One loaded table with its keys sorted by hash, for vectorized lookups (searchsorted)."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        self.pos = table.column("pos").to_numpy()
+        h = key_hash(self.pos, table.column("ref"), table.column("alt"))
+        self.order = np.argsort(h, kind="stable")
+        self.sorted_hash = h[self.order]
+        self._ref = table.column("ref").to_numpy(zero_copy_only=False)
+        self._alt = table.column("alt").to_numpy(zero_copy_only=False)
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def find(self, qh: np.ndarray, qpos: np.ndarray, qref: np.ndarray, qalt: np.ndarray) -> np.ndarray:
+        """Row of each query in this run, or -1; a hash match counts only when pos, REF and ALT are equal."""
+        if len(self) == 0 or len(qh) == 0:
+            return np.full(len(qh), -1, np.int64)
+        i = np.searchsorted(self.sorted_hash, qh)
+        i[i == len(self.sorted_hash)] = 0
+        rows = self.order[i]
+        ok = (self.sorted_hash[i] == qh) & (self.pos[rows] == qpos)
+        cand = np.flatnonzero(ok)
+        if len(cand):
+            same = (self._ref[rows[cand]] == qref[cand]) & (self._alt[rows[cand]] == qalt[cand])
+            ok[cand[~same]] = False
+        return np.where(ok, rows, -1)
+
+
+class Partition:
+    """The entries of one partition folder, kept in memory and refreshed from disk on demand."""
+
+    MAX_RUNS = 8
+
+    def __init__(self, directory: Path, on_corrupt):
+        self.dir = directory
+        self.files: set[str] = set()
+        self.bad: set[str] = set()
+        self.runs: list[Run] = []
+        self.on_corrupt = on_corrupt
+
+    def listing(self) -> set[str]:
+        try:
+            return {p.name for p in self.dir.glob(SEGMENT_GLOB)}
+        except OSError:
+            return set()
+
+    def refresh(self) -> None:
+        """Load segments that appeared since the last look; start over if some vanished (compaction)."""
+        names = self.listing() - self.bad
+        if self.files - names:
+            self.files, self.runs = set(), []
+        new = sorted(names - self.files)
+        tables = []
+        for name in new:
+            try:
+                t, _ = read_segment(self.dir / name)
+            except FileNotFoundError:  # compacted away meanwhile; its rows are in the merged segment
+                continue
+            except CorruptSegment as e:
+                self.bad.add(name)
+                self.on_corrupt(self.dir / name, e)
+                continue
+            self.files.add(name)
+            tables.append(t)
+        self.add(tables)
+
+    def add(self, tables: list[pa.Table]) -> None:
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return
+        self.runs.append(Run(pa.concat_tables(tables, promote_options="default")))
+        if len(self.runs) > self.MAX_RUNS:
+            self.runs = [Run(pa.concat_tables([r.table for r in self.runs], promote_options="default"))]
+
+    def find(self, pos: np.ndarray, ref: np.ndarray, alt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(run index, row) per query; run -1 for a miss."""
+        n = len(pos)
+        run_of, row_of = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+        if not self.runs or n == 0:
+            return run_of, row_of
+        qh = key_hash(pos, ref, alt)
+        todo = np.arange(n)
+        for r, run in enumerate(self.runs):
+            rows = run.find(qh[todo], pos[todo], ref[todo], alt[todo])
+            hit = rows >= 0
+            run_of[todo[hit]], row_of[todo[hit]] = r, rows[hit]
+            todo = todo[~hit]
+            if not len(todo):
+                break
+        return run_of, row_of
