@@ -115,3 +115,18 @@ def test_shortlist_ranks_inheritance_then_priority_and_drops_common():
     assert out.get_column("id").to_list() == ["a", "c", "b"]  # all flagged; by priority; the common one left out
     assert out.get_column("rank").to_list() == [1, 2, 3]
     assert shortlist(alleles, samples, include_common=True).get_column("id").to_list() == ["a", "c", "b", "d"]
+
+
+def test_max_af_per_allele_and_common_flag():
+    from vareff.errors import ConfigError
+    from vareff.family.frequency import MaxAf, common_flag, per_allele
+
+    lim = MaxAf.parse("gnomad_AF<=0.01")
+    assert (lim.field, lim.limit, lim.column) == ("gnomad_AF", 0.01, "info_gnomad_AF")
+    for bad in ("AF", "AF<=x", "AF<=2"):
+        with pytest.raises(ConfigError):
+            MaxAf.parse(bad)
+    # record 0: Number=A (two ALTs), record 1: Number=1, record 2: missing
+    vals = per_allele([(0.2, 0.001), 0.05, None], np.array([0, 0, 1, 2]), np.array([1, 2, 1, 1]))
+    assert np.allclose(vals[:3], [0.2, 0.001, 0.05]) and np.isnan(vals[3])
+    assert common_flag({lim.column: vals}, [lim]).tolist() == [True, False, True, False]
