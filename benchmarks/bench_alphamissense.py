@@ -16,7 +16,7 @@ Generates, under WORKDIR (outside the repository; nothing here is committed):
 
 Then it runs, each stage in a fresh process so that its peak resident memory is its own:
 
-1. ``build``   -- :func:`vareff.lookup.alphamissense.build_table` (time, peak RSS, size).
+1. ``build``   -- :func:`vareff.lookup.am_build.build_table` (time, peak RSS, size).
 2. ``lookup``  -- open the table, annotate all queries in chunks (as the engine does), twice:
    the first pass maps the pages it touches, the second is warm; also one pass in random
    order.  Every expected hit is checked against its source score.
@@ -203,7 +203,7 @@ def stage_generate(work: str, rows: int, queries: int, seed: int) -> dict:
 
 
 def stage_build(work: str) -> dict:
-    from vareff.lookup.alphamissense import build_table
+    from vareff.lookup.am_build import build_table
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     stats = build_table(os.path.join(work, TABLE), os.path.join(work, "am_scale.arrow"), progress=True)

@@ -42,7 +42,7 @@ def matmul_rate(dtype: torch.dtype, n: int = 4096, reps: int = 5) -> float:
 
 def build_model(layers: int, dtype: torch.dtype):
     from vareff.encode.kmer import KmerTokenizer, published_vocab
-    from vareff.models.esm import EsmConfig
+    from vareff.models.esm_trunk import EsmConfig
     from vareff.models.segment_nt import PUBLISHED_FEATURES, SegmentNT, SegmentNTConfig, SegmentNTModel
 
     bb = EsmConfig(vocab_size=4107, hidden_size=1024, num_hidden_layers=layers, num_attention_heads=16,
@@ -60,7 +60,7 @@ def build_model(layers: int, dtype: torch.dtype):
 
 
 def model_flops(model, n_nt: int) -> float:
-    from vareff.models.esm import flops_per_token
+    from vareff.models.esm_trunk import flops_per_token
 
     cfg = model.config
     T = n_nt // 6 + 1
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
 
-    from vareff.score.nt import SegmentNTOptions, SegmentNTScorer
+    from vareff.score.segment_nt import SegmentNTOptions, SegmentNTScorer
     from vareff.window.genome import ContigSlice, Genome
 
     fasta = SHARED / "grch38" / "brca1_region" / "chr17_42425000_43600000.fwd.fa"

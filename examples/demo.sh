@@ -13,7 +13,8 @@ awk 'BEGIN{FS=OFS="\t"} /^#/ {print; next} NF>=8 {$2=$2+1847983} {print}' \
   -f "$DATA/grch38/brca1_region/chr17_42425000_43600000.fwd.fa" \
   --contig-map chr17=chr17_42425000_43600000+42424999 \
   -m spliceai --spliceai-annotation "$DATA/grch38/brca1_region/spliceai_grch38_annotation.chr17_42425000-43600000.txt" \
-  --skip-malformed -o demo-out/brca1.spliceai.parquet -o demo-out/brca1.spliceai.vcf.gz
+  --skip-malformed -o demo-out/brca1.spliceai.parquet -o demo-out/brca1.spliceai.vcf.gz \
+  --report demo-out/brca1.report.html
 .venv/bin/python - <<'PY'
 import polars as pl
 pl.Config.set_tbl_rows(12)
@@ -21,4 +22,5 @@ df = pl.read_parquet("demo-out/brca1.spliceai.parquet")
 print(df.select("chrom", "pos", "ref", "alt", "status", "spliceai_gene", "spliceai_ds_ag", "spliceai_ds_al",
                 "spliceai_ds_dg", "spliceai_ds_dl", "spliceai_ds_max").sort("spliceai_ds_max", descending=True, nulls_last=True).head(12))
 PY
-echo "outputs: demo-out/brca1.spliceai.parquet, demo-out/brca1.spliceai.vcf.gz (+ .tbi)"
+# list what was written (a .tbi only if one was: an unsorted input's .vcf.gz is sorted first, see docs/outputs.md)
+echo "outputs:"; ls -1 demo-out/brca1.*

@@ -18,8 +18,12 @@ def random_dna(n: int, rng: random.Random, *, alphabet: str = "ACGT") -> str:
     return "".join(rng.choice(alphabet) for _ in range(n))
 
 
-def train_bpe(vocab_size: int, *, seed: int = 0, n_seqs: int = 60, seq_len: int = 3000, with_post_processor: bool = True):
-    """A BPE ``tokenizers.Tokenizer`` trained on random (slightly repetitive) DNA, [CLS] x [SEP] template."""
+def train_bpe(vocab_size: int, *, seed: int = 0, n_seqs: int = 60, seq_len: int = 3000, with_post_processor: bool = True,
+              specials: list[str] = SPECIALS):
+    """A BPE ``tokenizers.Tokenizer`` trained on random (slightly repetitive) DNA, [CLS] x [SEP] template.
+
+    ``specials`` get ids 0.. in the order given; the bases follow (A, C, G, T), then the merges.
+    """
     from tokenizers import Tokenizer, models, processors, trainers
 
     rng = random.Random(seed)
@@ -34,7 +38,7 @@ def train_bpe(vocab_size: int, *, seed: int = 0, n_seqs: int = 60, seq_len: int 
             n += len(s)
         seqs.append("".join(parts))
     tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials), show_progress=False)
     tok.train_from_iterator(seqs, trainer)
     if with_post_processor:
         tok.post_processor = processors.TemplateProcessing(
@@ -96,6 +100,87 @@ def make_checkpoint(
                 p.copy_(weight_std * torch.randn(p.shape, generator=g))
     model.save_pretrained(directory, safe_serialization=safe_serialization)
     return model, fast
+
+
+#: the published GROVER tokenizer_config.json (PoetschLab/GROVER at 5e45af8), key for key
+GROVER_TOKENIZER_CONFIG = {
+    "clean_up_tokenization_spaces": True, "do_lower_case": False, "model_max_length": 512,
+    "special_tokens": {"mask_token": "[MASK]", "pad_token": "[PAD]", "sep_token": "[SEP]"},
+    "tokenize_chinese_chars": False, "tokenizer_class": "PreTrainedTokenizerFast", "trust_remote_code": True,
+}
+#: the published GROVER special_tokens_map.json (at 6efc18c)
+GROVER_SPECIAL_TOKENS_MAP = {"cls_token": "[CLS]", "mask_token": "[MASK]", "pad_token": "[PAD]"}
+
+
+def published_grover_tokenizer_json(tok) -> dict:
+    """A trained tokenizer's JSON edited into the published GROVER layout.
+
+    An empty piece ``""`` is appended at id ``len(vocab)`` (the published file: 609), the merges are
+    written in the legacy ``"a b"`` string form and begin with the four identity merges
+    ``"A "``, ``"C "``, ``"G "``, ``"T "`` (a base merged with the empty piece).
+    """
+    import json
+
+    d = json.loads(tok.to_str())
+    vocab = d["model"]["vocab"]
+    assert "" not in vocab
+    vocab[""] = len(vocab)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in d["model"]["merges"]]
+    d["model"]["merges"] = [f"{b} " for b in "ACGT"] + merges
+    return d
+
+
+def make_published_grover(
+    directory: str | Path,
+    *,
+    vocab_size: int = 609,
+    specials: list[str] = SPECIALS,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    intermediate_size: int = 48,
+    weight_std: float = 0.1,
+    seed: int = 0,
+):
+    """A tiny random GROVER checkpoint laid out exactly as PoetschLab/GROVER publishes it.
+
+    Files: ``config.json`` (written by ``transformers``, ``vocab_size`` = embedding rows),
+    ``pytorch_model.bin`` (``torch.save`` of the ``BertForMaskedLM`` state dict: tensors only),
+    ``tokenizer.json`` (BPE from ``tokenizers``, ``vocab_size`` + 1 entries: the extra one is the
+    empty piece, see :func:`published_grover_tokenizer_json`), ``tokenizer_config.json``,
+    ``special_tokens_map.json``, ``README.md`` and a ``tokenized_chromosomes/`` folder; no
+    ``vocab.txt``, no safetensors.  Returns the ``transformers`` model (eval mode).
+    """
+    import json
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tok = train_bpe(vocab_size, seed=seed, specials=specials)
+    assert tok.get_vocab_size() == vocab_size
+    (directory / "tokenizer.json").write_text(json.dumps(published_grover_tokenizer_json(tok), indent=2))
+    (directory / "tokenizer_config.json").write_text(json.dumps(GROVER_TOKENIZER_CONFIG, indent=2))
+    (directory / "special_tokens_map.json").write_text(json.dumps(GROVER_SPECIAL_TOKENS_MAP))
+    (directory / "README.md").write_text("tiny random stand-in for PoetschLab/GROVER\n")
+    cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                     num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
+                     max_position_embeddings=512, pad_token_id=tok.token_to_id("[PAD]"))
+    torch.manual_seed(seed)
+    model = BertForMaskedLM(cfg).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_((1.0 + 0.2 * torch.randn(p.shape, generator=g)) if "LayerNorm.weight" in name
+                    else weight_std * torch.randn(p.shape, generator=g))
+    tmp = directory / "_save"
+    model.save_pretrained(tmp)  # config.json as transformers writes it
+    shutil.move(str(tmp / "config.json"), directory / "config.json")
+    shutil.rmtree(tmp)
+    torch.save(model.state_dict(), directory / "pytorch_model.bin")
+    return model
 
 
 class TransformersReference:

@@ -19,12 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vareff.errors import ConfigError, InputError
-from vareff.lookup.alphamissense import (
-    CLASS_THRESHOLDS,
-    OUTPUT_SCHEMA,
-    AlphaMissenseLookup,
-    build_table,
-)
+from vareff.lookup.alphamissense import CLASS_THRESHOLDS, OUTPUT_SCHEMA, AlphaMissenseLookup
+from vareff.lookup.am_build import build_table
 
 EXCERPT = "alphamissense/AlphaMissense_hg38.talos_test_excerpt.tsv.gz"
 S5 = "alphamissense/science.adg7492_data_s5.csv.gz"

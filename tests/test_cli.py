@@ -41,7 +41,7 @@ def test_score_logs_progress_and_summary(shared_data, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "done: 2 records, 3 alleles" in r.stderr and "alleles/s" in r.stderr and "ok 2, ref_mismatch 1" in r.stderr
-    df = pl.read_csv(out, separator="\t", null_values=".")
+    df = pl.read_csv(out, separator="\t", null_values=".", comment_prefix="#")
     assert df["status"].to_list() == ["ok", "ok", "ref_mismatch"]
 
 

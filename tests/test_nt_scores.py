@@ -23,14 +23,9 @@ from engine_helpers import BRCA_CONTIG, BRCA_OFFSET0, brca_paths, shifted_pangol
 from vareff import score_vcf
 from vareff.cli import main
 from vareff.errors import ConfigError
-from vareff.score.nt import (
-    NTOptions,
-    SegmentNTOptions,
-    alt_on_reference,
-    grid_window,
-    make_scorer,
-    signed_max_delta,
-)
+from vareff.score.lm import grid_window
+from vareff.score.nt import NTOptions, make_scorer
+from vareff.score.segment_nt import SegmentNTOptions, alt_on_reference, signed_max_delta
 
 TOL = 1e-4
 DIMS = dict(hidden_size=16, num_attention_heads=2, num_hidden_layers=1, intermediate_size=16)

@@ -22,7 +22,8 @@ from vareff.combine.priority import (
     clinvar_labels,
 )
 from vareff.errors import InputError
-from vareff.lookup.alphamissense import AlphaMissenseLookup, build_table
+from vareff.lookup.alphamissense import AlphaMissenseLookup
+from vareff.lookup.am_build import build_table
 
 S5 = "alphamissense/science.adg7492_data_s5.csv.gz"
 EXCERPT = "alphamissense/AlphaMissense_hg38.talos_test_excerpt.tsv.gz"

@@ -1,16 +1,40 @@
 """vareff: variant-effect scoring with DNA foundation models.
 
-Public API: :func:`score_vcf`, :func:`score_variants`, :func:`load_model`, :class:`RunConfig`,
-the error base class :class:`VareffError` and the :class:`Status` vocabulary.
+Stream a VCF, build reference/alternative windows from a FASTA, run DNA models (SpliceAI, GROVER,
+Nucleotide Transformer, SegmentNT) and lookups (AlphaMissense, region classes, a combined
+priority), and write every allele's scores to Parquet, VCF or TSV.
+
+Python API
+----------
+score_vcf(input, output, *, fasta=None, models=None, ...) -> RunSummary
+    Score a VCF/VCF.gz/BCF file into Parquet/VCF/TSV outputs (what ``vareff score`` does);
+    the summary has counts per status, hits per evidence source and alleles/s.
+score_variants(variants, *, fasta=None, models=None, ...) -> polars.DataFrame
+    Score a DataFrame of alleles (chrom, pos, ref, alt) in memory.
+calibrate_vcf(labelled_vcf, output, **score_options) -> PriorityModel
+    Fit the priority maps on a ClinVar-labelled VCF (what ``vareff calibrate`` does).
+load_model(path, *, device=..., dtype=...) -> LoadedModel
+    Load a local Hugging Face checkpoint directory (tokenize, forward).
+RunConfig, VareffError, Status
+    The run configuration, the base class of every error vareff raises, the per-allele statuses.
+
+Example::
+
+    import vareff
+    summary = vareff.score_vcf("in.vcf.gz", "out.parquet", fasta="ref.fa", models=["spliceai"])
+    print(summary)
 """
 from vareff._version import __version__
 from vareff.errors import Status, VareffError
 
-__all__ = ["__version__", "score_vcf", "score_variants", "load_model", "RunConfig", "VareffError", "Status"]
+__all__ = ["__version__", "score_vcf", "score_variants", "calibrate_vcf", "load_model", "RunConfig",
+           "VareffError", "Status"]
+
+_API = ("score_vcf", "score_variants", "calibrate_vcf")
 
 
 def __getattr__(name):  # lazy: keep `import vareff` light (no torch import until needed)
-    if name in ("score_vcf", "score_variants"):
+    if name in _API:
         from vareff import api
 
         return getattr(api, name)
@@ -23,3 +47,7 @@ def __getattr__(name):  # lazy: keep `import vareff` light (no torch import unti
 
         return load_model
     raise AttributeError(f"module 'vareff' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

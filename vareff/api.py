@@ -1,4 +1,5 @@
-"""Python API: :func:`score_vcf` (file to file) and :func:`score_variants` (DataFrame in, DataFrame out)."""
+"""Python API: :func:`score_vcf` (file to file), :func:`score_variants` (DataFrame in, DataFrame
+out) and :func:`calibrate_vcf` (fit the priority maps)."""
 from __future__ import annotations
 
 import os
@@ -28,6 +29,7 @@ def score_vcf(
     chunk_size: int = 2000,
     resume: bool = False,
     skip_malformed: bool = False,
+    allow_truncated: bool = False,
     max_allele_length: int = 1000,
     spliceai_distance: int = 50,
     spliceai_mask: bool = False,
@@ -44,6 +46,7 @@ def score_vcf(
     engine: str = "local",
     ray_address: str | None = None,
     shards: int | None = None,
+    strict: bool = False,
 ) -> RunSummary:
     """Score every allele of a VCF/VCF.gz/BCF (``"-"``: stdin) and write Parquet/VCF/TSV.
 
@@ -69,9 +72,20 @@ def score_vcf(
     priority
         JSON written by ``vareff calibrate`` (default: uncalibrated maps).
     contig_map
-        ``CHROM=FASTA_CONTIG[+OFFSET]`` entries for FASTAs that hold a slice of a chromosome.
+        ``CHROM=FASTA_CONTIG[+OFFSET]`` entries for FASTAs that hold a slice of a chromosome
+        (``CHROM`` matches ``17``/``chr17``, ``MT``/``chrM`` alike).
+    strict
+        Raise :class:`~vareff.errors.InputError` (and write nothing) when under 1% of the
+        alleles could be placed on the FASTA; by default that is a warning.
+    progress
+        A live bar on a terminal, else a log line every 30 s (``VAREFF_PROGRESS_INTERVAL``).
     chunk_size
-        Records per chunk: the unit of output writes and of ``resume``.
+        Records per chunk: the unit of output writes and of ``resume`` (a chunk also closes
+        after about a minute of estimated model time).
+    skip_malformed, allow_truncated
+        Record unparseable lines as ``malformed_record`` rows instead of stopping; read a
+        ``.vcf.gz``/``.bcf`` that lacks its BGZF end-of-file marker (cut short) instead of
+        refusing it (see docs/input-checks.md).
     resume
         Continue an interrupted run with the same arguments from its last finished chunk
         (``engine="ray"``: rescore only the chunks no shard finished).
@@ -84,8 +98,25 @@ def score_vcf(
     Returns
     -------
     RunSummary
-        Counts per status, alleles/s and the outputs written.  Every input allele is
-        in every output with a ``status`` (see :class:`vareff.errors.Status`).
+        ``records`` and ``alleles`` read, ``seconds`` and ``alleles_per_second``,
+        ``status_counts`` (status -> alleles), ``hits`` (evidence source -> alleles that got a
+        value: each model's scored alleles, ``alphamissense``, ``annotation``),
+        ``not_placed`` (alleles not found on the FASTA) and the ``outputs`` written;
+        ``str(summary)`` is the one-line summary the CLI prints.  Every input allele is in
+        every output with a ``status`` (see :class:`vareff.errors.Status`).
+
+    Raises
+    ------
+    VareffError
+        Bad input or options (a message with a hint).  ``KeyboardInterrupt``
+        (:class:`~vareff.engine.signals.RunInterrupted` on SIGINT/SIGTERM) leaves the finished
+        chunks on disk for ``resume=True``.
+
+    Examples
+    --------
+    >>> s = score_vcf("in.vcf.gz", "out.parquet", alphamissense="am.arrow")  # doctest: +SKIP
+    >>> s.status_counts, s.hits                                              # doctest: +SKIP
+    ({'ok': 169}, {'alphamissense': 169})
     """
     models = default_models(models, alphamissense, annotation)
     outs = [output] if isinstance(output, (str, os.PathLike)) else list(output)
@@ -94,12 +125,14 @@ def score_vcf(
         input=os.fspath(input), outputs=specs, fasta=os.fspath(fasta) if fasta else None, models=tuple(models),
         regions=tuple(regions), contig_map=tuple(contig_map), device=device, dtype=dtype, batch_size=batch_size,
         threads=threads, chunk_size=chunk_size, resume=resume, skip_malformed=skip_malformed,
+        allow_truncated=allow_truncated,
         max_allele_length=max_allele_length, progress=progress, spliceai_distance=spliceai_distance,
         spliceai_mask=spliceai_mask, spliceai_annotation=spliceai_annotation, spliceai_weights=spliceai_weights,
         alphamissense=alphamissense, am_transcript=am_transcript, annotation=annotation,
         annotation_transcripts=annotation_transcripts, priority=priority,
         command=command if command is not None else "vareff.score_vcf(...)",
         model_options=dict(model_options or {}), engine=engine, ray_address=ray_address, shards=shards,
+        strict=strict,
     )
     if cfg.engine == "ray":
         from vareff.engine.distributed import run_distributed

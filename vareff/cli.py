@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from vareff import __version__
@@ -11,9 +12,44 @@ from vareff.errors import VareffError
 log = logging.getLogger("vareff")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with vareff's error shape: ``vareff: error: ...`` + ``Hint: ...``, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"vareff: error: {message}\nHint: see `{self.prog} --help` for the options\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not allowed: give at least 1 (leave the option out for the default)")
+    return n
+
+
+def _global_options(p, suppress: bool) -> None:
+    """``--log-level``, ``-q``, ``-v``: accepted before and after the subcommand (after it they
+    default to SUPPRESS, so that they do not undo what was given before it)."""
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    p.add_argument("--log-level", default=d("INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="log verbosity on stderr (default: INFO)")
+    p.add_argument("-q", "--quiet", action="store_true", default=d(False),
+                   help="warnings and errors only, no progress")
+    p.add_argument("-v", "--verbose", action="store_true", default=d(False), help="debug messages (--log-level DEBUG)")
+
+
+def _subcommand(sub, name: str, **kw) -> argparse.ArgumentParser:
+    """A subcommand parser that also takes the global options (after the subcommand name)."""
+    common = _Parser(add_help=False)
+    _global_options(common, suppress=True)
+    return sub.add_parser(name, parents=[common], **kw)
+
+
 def _score_parser(sub) -> None:
-    p = sub.add_parser("score", help="score the alleles of a VCF/BCF with one or more models",
-                       description="Score every allele of INPUT (VCF, VCF.gz, BCF, or - for stdin).")
+    p = _subcommand(sub, "score", help="score the alleles of a VCF/BCF with one or more models",
+                      description="Score every allele of INPUT (VCF, VCF.gz, BCF, or - for stdin).")
     _score_parser_options(p, calibrate=False)
     p.set_defaults(func=_cmd_score)
 
@@ -28,7 +64,9 @@ def _score_parser_options(p, calibrate: bool) -> None:
         p.add_argument("-o", "--output", required=True, metavar="JSON", help="where to write the priority maps")
     else:
         p.add_argument("-o", "--output", action="append", required=True, metavar="OUT",
-                       help="output path; repeatable (.parquet, .vcf, .vcf.gz, .tsv)")
+                       help="output path; repeatable (.parquet, .vcf, .vcf.gz, .tsv). Files are written "
+                            "atomically and can be resumed. '-' streams VCF (or -O tsv) to stdout as the run goes, "
+                            "as does a FIFO or device path; a streamed output cannot be resumed")
         p.add_argument("-O", "--output-format", choices=["parquet", "vcf", "tsv"],
                        help="output format (default: from the extension)")
     p.add_argument("-r", "--region", action="append", default=[], metavar="CHR:START-END",
@@ -38,12 +76,14 @@ def _score_parser_options(p, calibrate: bool) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     p.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
     p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and decompression")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads for torch and decompression, at least 1 (default: torch's default, all cores)")
     p.add_argument("--chunk-size", type=int, default=2000,
                    help="records per chunk, the unit of writes and of --resume (default: 2000)")
     if not calibrate:
         p.add_argument("--resume", action="store_true",
-                       help="continue an interrupted run from its last finished chunk")
+                       help="continue an interrupted run from its last finished chunk (file outputs only, "
+                            "not -o - or a FIFO)")
         p.add_argument("--engine", choices=["local", "ray"], default="local",
                        help="local: this process (default); ray: genomic shards scored by Ray workers, same "
                             "output (needs pip install 'vareff[ray]')")
@@ -51,8 +91,13 @@ def _score_parser_options(p, calibrate: bool) -> None:
                        help="Ray cluster to join (default: RAY_ADDRESS, or a new local instance)")
         p.add_argument("--shards", type=int, default=None, metavar="N",
                        help="Ray: number of genomic shards (default: 4 per worker)")
+        p.add_argument("--report", metavar="HTML", default=None,
+                       help="also write the HTML run report (and its .json) of the Parquet output (see vareff report)")
     p.add_argument("--skip-malformed", action="store_true",
                    help="keep going past unparseable records (status malformed_record) instead of stopping")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="score a .vcf.gz/.bcf that lacks its BGZF end-of-file marker (cut short) instead of "
+                        "refusing it; records past the cut are missing")
     p.add_argument("--max-allele-length", type=int, default=1000,
                    help="alleles longer than this get status allele_too_long (default: 1000)")
     p.add_argument("--spliceai-distance", type=int, default=50, metavar="D",
@@ -65,7 +110,10 @@ def _score_parser_options(p, calibrate: bool) -> None:
                    help="folder with spliceai1.h5..spliceai5.h5 (default: the installed spliceai wheel)")
     _model_options(p)
     _lookup_options(p, with_priority=not calibrate)
-    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.add_argument("--strict", action="store_true",
+                   help="fail (exit 2) when under 1%% of the alleles can be placed on the FASTA (default: a warning)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar / lines (default: a bar on a terminal, else a line every 30 s)")
 
 
 #: dedicated flags -> model_options keys (backends read them; see docs/grover.md, docs/nt_segmentnt.md)
@@ -131,11 +179,12 @@ def _score_kwargs(args) -> dict:
         fasta=args.fasta, models=args.models, regions=args.region, contig_map=args.contig_map, device=args.device,
         dtype=args.dtype, batch_size=args.batch_size, threads=args.threads, chunk_size=args.chunk_size,
         skip_malformed=args.skip_malformed, max_allele_length=args.max_allele_length,
+        allow_truncated=args.allow_truncated,
         spliceai_distance=args.spliceai_distance, spliceai_mask=args.spliceai_mask,
         spliceai_annotation=args.spliceai_annotation, spliceai_weights=args.spliceai_weights,
         alphamissense=args.alphamissense, am_transcript=args.am_transcript, annotation=args.annotation,
         annotation_transcripts=args.annotation_transcripts, priority=getattr(args, "priority", None),
-        progress=not args.no_progress, model_options=model_options(args),
+        progress=not (args.no_progress or args.quiet), model_options=model_options(args), strict=args.strict,
     )
 
 
@@ -143,19 +192,37 @@ def _cmd_score(args, argv) -> int:
     from vareff.api import score_vcf
     from vareff.write.vcf import format_command
 
+    if args.report:
+        from vareff.report.cli import report_parquet
+
+        report_parquet(args.output, args.report)  # fail before scoring when no output can feed it
     summary = score_vcf(args.input, args.output, output_format=args.output_format, resume=args.resume,
                         engine=args.engine, ray_address=args.ray_address, shards=args.shards,
                         command=format_command(["vareff", *argv]), **_score_kwargs(args))
     log.info("done: %s", summary)
+    if args.report:
+        from vareff.report.cli import report_after_score
+
+        report_after_score(args.output, args.report)
     return 0
 
 
 def _cmd_am_build(args, argv) -> int:
-    from vareff.lookup.alphamissense import build_table
+    from vareff.lookup.am_build import build_table
 
-    stats = build_table(args.source, args.output, progress=not args.no_progress)
-    log.info("done: %s", stats)
+    stats = build_table(args.source, args.output, progress=not (args.no_progress or args.quiet))
+    log.info("done: %s", format_build_stats(stats))
     return 0
+
+
+def format_build_stats(stats) -> str:
+    """``am-build``'s end-of-run summary, for people (the full record is ``BuildStats``)."""
+    contigs = ", ".join(f"{c} {n:,}" for c, n in stats.contigs.items())
+    dup = f"; {stats.duplicate_rows:,} duplicate (allele, transcript) rows kept" if stats.duplicate_rows else ""
+    return (f"{stats.rows:,} rows ({stats.genome}, {stats.layout} layout, {stats.transcripts:,} transcripts) from "
+            f"{stats.source} ({stats.source_bytes / 1e6:.1f} MB, sha256 {stats.source_sha256[:12]}...) -> "
+            f"{stats.table} ({stats.table_bytes / 1e6:.1f} MB) in {stats.seconds:.1f} s, peak memory "
+            f"{stats.peak_rss_bytes / 2**20:.0f} MiB; rows per contig: {contigs}{dup}")
 
 
 def _cmd_calibrate(args, argv) -> int:
@@ -181,43 +248,51 @@ def _cmd_models(args, argv) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vareff", description="Variant-effect scoring with DNA foundation models.")
-    p.add_argument("--version", action="version", version=f"vareff {__version__}")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                   help="log verbosity on stderr (default: INFO)")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="vareff", description="Variant-effect scoring with DNA foundation models.")
+    p.add_argument("-V", "--version", action="version", version=f"vareff {__version__}")
+    _global_options(p, suppress=False)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _score_parser(sub)
-    m = sub.add_parser("models", help="list the model backends")
+    m = _subcommand(sub, "models", help="list the model backends")
     m.set_defaults(func=_cmd_models)
-    b = sub.add_parser("am-build", help="convert a published AlphaMissense TSV into vareff's lookup table (once)",
-                       description="Convert AlphaMissense_hg38/hg19/isoforms (.tsv.gz, gzip or bgzip) into a "
-                                   "table that `vareff score --alphamissense` reads.")
+    b = _subcommand(sub, "am-build", help="convert a published AlphaMissense TSV into vareff's lookup table (once)",
+                      description="Convert AlphaMissense_hg38/hg19/isoforms (.tsv.gz, gzip or bgzip) into a "
+                                  "table that `vareff score --alphamissense` reads.")
     b.add_argument("source", help="the published AlphaMissense variant file")
     b.add_argument("-o", "--output", required=True, help="output table (e.g. am_hg38.arrow)")
-    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar / lines")
     b.set_defaults(func=_cmd_am_build)
-    c = sub.add_parser("calibrate", help="fit the priority maps from a ClinVar-labelled VCF (CLNSIG)",
-                       description="Score a labelled VCF with the given models/lookups and fit one monotone map "
-                                   "per evidence kind; write them as JSON for `vareff score --priority`.")
+    c = _subcommand(sub, "calibrate", help="fit the priority maps from a ClinVar-labelled VCF (CLNSIG)",
+                      description="Score a labelled VCF with the given models/lookups and fit one monotone map "
+                                  "per evidence kind; write them as JSON for `vareff score --priority`.")
     _score_parser_options(c, calibrate=True)
     c.set_defaults(func=_cmd_calibrate)
+    from vareff.report.cli import add_report_parsers
+
+    add_report_parsers(sub, _score_parser_options)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), format="vareff: %(levelname)s: %(message)s",
+    level = "DEBUG" if args.verbose else "WARNING" if args.quiet and args.log_level == "INFO" else args.log_level
+    logging.basicConfig(level=getattr(logging, level), format="vareff: %(levelname)s: %(message)s",
                         stream=sys.stderr, force=True)
     try:
         return args.func(args, argv)
     except VareffError as e:
         print(f"vareff: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("vareff: interrupted; finished chunks are kept: rerun the same command with --resume",
-              file=sys.stderr)
-        return 130
+    except BrokenPipeError:  # e.g. `vareff models | head -1`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", 2)
+        name = {2: "SIGINT", 15: "SIGTERM"}.get(signum, f"signal {signum}")
+        print(f"vareff: interrupted ({name}); finished chunks are kept: rerun the same command with --resume "
+              "to continue from the last finished chunk", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,11 +13,13 @@ _EXT = ((".parquet", "parquet"), (".pq", "parquet"), (".vcf.gz", "vcf"), (".vcf.
 
 
 def infer_format(path: str, explicit: str | None = None) -> Format:
-    """Output format from ``-O`` or else the file extension."""
+    """Output format from ``-O`` or else the file extension (``-``, stdout: VCF unless ``-O``)."""
     if explicit:
         if explicit not in ("parquet", "vcf", "tsv"):
             raise ConfigError(f"-O {explicit!r} is not a known format", "use parquet, vcf or tsv")
         return explicit  # type: ignore[return-value]
+    if path == "-":
+        return "vcf"
     low = path.lower()
     for ext, fmt in _EXT:
         if low.endswith(ext):
@@ -57,6 +59,8 @@ class RunConfig:
     chunk_size: int = 2000
     resume: bool = False
     skip_malformed: bool = False
+    #: read a BGZF input that lacks its end-of-file marker (cut short) instead of refusing it
+    allow_truncated: bool = False
     max_allele_length: int = 1000
     progress: bool = True
     spliceai_distance: int = 50
@@ -74,12 +78,17 @@ class RunConfig:
     engine: str = "local"
     ray_address: str | None = None
     shards: int | None = None
+    #: a run in which (almost) no allele can be placed on the FASTA is an error, not a warning
+    strict: bool = False
 
     def __post_init__(self):
         if not self.outputs:
             raise ConfigError("no output given", "pass -o OUT.parquet (or .vcf.gz / .tsv)")
         if self.chunk_size < 1 or self.batch_size < 1:
             raise ConfigError("--chunk-size and --batch-size must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads {self.threads}: must be at least 1",
+                              "leave it out to use torch's default (all cores)")
         if self.models and self.fasta is None:
             raise ConfigError("scoring with a model needs the reference FASTA",
                               "pass -f REF.fa (lookup-only runs with no -m need none)")
@@ -87,6 +96,8 @@ class RunConfig:
             raise ConfigError(f"--engine {self.engine!r} is not known", "use local (default) or ray")
         if self.shards is not None and self.shards < 1:
             raise ConfigError("--shards must be at least 1")
+        if self.engine == "ray" and self.strict:
+            raise ConfigError("--strict is checked by the local engine only", "drop --strict or use --engine local")
         if self.engine == "local" and (self.ray_address or self.shards):
             raise ConfigError("--ray-address and --shards apply to the Ray engine", "add --engine ray")
         paths = [o.path for o in self.outputs]

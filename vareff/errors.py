@@ -40,6 +40,20 @@ class ResumeError(VareffError):
     """An interrupted run cannot be resumed with the options given."""
 
 
+class OutputError(VareffError):
+    """An output cannot be written (a directory, a read-only folder, a full disk, a locked output)."""
+
+
+class OutputLockedError(OutputError):
+    """Another vareff run is writing the same output."""
+
+
+class BrokenPipeOutputError(OutputError):
+    """The reader of a streamed output (stdout, FIFO) went away; exit status as if killed by SIGPIPE."""
+
+    exit_code = 141
+
+
 class MissingDependencyError(VareffError):
     """An optional dependency needed for the requested feature is not installed."""
 
@@ -52,7 +66,9 @@ class Status(str, Enum):
     """Why an allele was (not) scored.  Values are written verbatim to the output.
 
     Input-level reasons are decided before any model runs; model-level reasons
-    (``outside_gene``, ``n_in_window``, ``model_error``) come from a backend.
+    (``outside_gene``, ``n_in_window``, ``model_error``) come from a backend.  ``n_in_window`` is
+    also an input-level reason: a REF that matches the FASTA but holds N sits in an N block
+    (unknown sequence), so no model can score it.
     ``near_contig_edge`` alleles *are* scored, on N-padded windows.
     """
 

@@ -1,9 +1,6 @@
 """Triton bias + exact GELU and SwiGLU vs the eager float32 references (and the PyTorch path)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,19 +11,9 @@ import vareff_kernels as vk  # noqa: E402
 from vareff_kernels import activations as act_mod  # noqa: E402
 from vareff_kernels import reference as ref  # noqa: E402
 
+import kernel_utils as U  # noqa: E402  (the kernel tests' shared fixture module)
 
-def load_utils():
-    name = "vareff_kernels_test_utils"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("utils.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-U = load_utils()
-CPU_DTYPES = [torch.float32, torch.float16]
+CPU_DTYPES = U.CPU_DTYPES
 
 # bias-GELU: ordinary = GROVER's intermediate size 3072 (several column tiles), odd = 37 columns.
 GELU_SHAPES = [("ordinary", (2, 5, 3072)), ("odd", (7, 37))]

@@ -6,10 +6,7 @@ before any kernel module is imported), in fp32 and fp16; the interpreter has no 
 """
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,19 +17,9 @@ import vareff_kernels as vk  # noqa: E402
 from vareff_kernels import flash_attention as attn_mod  # noqa: E402
 from vareff_kernels import reference as ref  # noqa: E402
 
+import kernel_utils as U  # noqa: E402  (the kernel tests' shared fixture module)
 
-def load_utils():
-    name = "vareff_kernels_test_utils"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("utils.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-U = load_utils()
-CPU_DTYPES = [torch.float32, torch.float16]
+CPU_DTYPES = U.CPU_DTYPES
 GPU_DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 # (name, B, H, T, D, lengths per sequence, holes): one ordinary shape (tile-aligned under the

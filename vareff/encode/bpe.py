@@ -7,7 +7,11 @@ the same (upper-case) sequence.  On top of that this module adds what variant sc
 * input is upper-cased first (soft-masked FASTA bases are read as ordinary bases);
 * for every token, the half-open character span ``[start, end)`` of the input it covers
   (``-1`` for special tokens such as ``[CLS]``/``[SEP]``);
-* for every vocabulary id, the nucleotide string it spells (``None`` for special tokens).
+* for every vocabulary id, the nucleotide string it spells (``None`` for special tokens);
+* :meth:`BpeTokenizer.restrict_to`: fit the tokenizer to the model's embedding table, accepting
+  extra ids only when they are provably never emitted (the published GROVER ``tokenizer.json``
+  holds one: an empty piece ``""`` at id 609 next to a 609-row embedding; see
+  :func:`unreachable_extra_ids`).
 
 Coordinates are 0-based offsets into the sequence passed in.
 """
@@ -23,7 +27,7 @@ import torch
 
 from vareff.errors import CheckpointError
 
-__all__ = ["BpeTokenizer", "Encoded"]
+__all__ = ["BpeTokenizer", "Encoded", "unreachable_extra_ids"]
 
 _NUC = frozenset("ACGTN")
 
@@ -95,7 +99,8 @@ class BpeTokenizer:
         self._tok.no_truncation()
         self._tok.no_padding()
         self.source = str(file)
-        model = json.loads(file.read_text()).get("model", {})
+        self._spec = json.loads(file.read_text())  # the parsed file (checked by restrict_to)
+        model = self._spec.get("model") or {}
         self.model_type = model.get("type")
         prefix = model.get("continuing_subword_prefix") or ""
         suffix = model.get("end_of_word_suffix") or ""
@@ -138,6 +143,25 @@ class BpeTokenizer:
         #: nucleotide string of each id (None: special or non-DNA token)
         self.token_strings = strings
 
+    def restrict_to(self, vocab_size: int, *, config_source: str = "config.json") -> "BpeTokenizer":
+        """Fit the tokenizer to a model with ``vocab_size`` embedding rows.
+
+        Ids at or above ``vocab_size`` are accepted only when :func:`unreachable_extra_ids` proves
+        the tokenizer can never emit them; they are then dropped from :attr:`token_strings` and
+        :attr:`vocab_size`.  Anything else raises :class:`CheckpointError` naming the ids.
+        """
+        if self.vocab_size <= vocab_size:
+            return self
+        reason = unreachable_extra_ids(self._spec, vocab_size, self.vocab_size)
+        if reason is not None:
+            raise CheckpointError(
+                f"{self.source} has {self.vocab_size} tokens but {config_source} vocab_size={vocab_size}: {reason}",
+                "tokenizer.json and the weights must come from the same checkpoint; re-copy both from the model repository",
+            )
+        self.token_strings = self.token_strings[:vocab_size]
+        self.vocab_size = vocab_size
+        return self
+
     # ------------------------------------------------------------------------------- encoding
     def encode(self, sequences: list[str]) -> list[Encoded]:
         """Tokenize DNA sequences (any case) with special tokens; returns one :class:`Encoded` each."""
@@ -170,3 +194,76 @@ class BpeTokenizer:
         if isinstance(sequences, str):
             sequences = [sequences]
         return self.pad(self.encode(list(sequences)), device=device)
+
+
+# ----------------------------------------------------------------------------------- vocabulary fit
+
+
+def _post_processor_ids(pp: dict | None) -> tuple[set[int], set[str]]:
+    """Token ids and token strings a ``tokenizer.json`` post-processor inserts (Template/Bert/Roberta, nested Sequence)."""
+    ids: set[int] = set()
+    toks: set[str] = set()
+    if not isinstance(pp, dict):
+        return ids, toks
+    for key in ("sep", "cls"):  # BertProcessing / RobertaProcessing: [token, id]
+        v = pp.get(key)
+        if isinstance(v, list) and len(v) == 2:
+            toks.add(str(v[0]))
+            if isinstance(v[1], int):
+                ids.add(v[1])
+    for spec in (pp.get("special_tokens") or {}).values():  # TemplateProcessing
+        if isinstance(spec, dict):
+            ids.update(i for i in spec.get("ids") or [] if isinstance(i, int))
+            toks.update(str(t) for t in spec.get("tokens") or [])
+    for sub in pp.get("processors") or []:  # Sequence
+        i, t = _post_processor_ids(sub)
+        ids |= i
+        toks |= t
+    return ids, toks
+
+
+def unreachable_extra_ids(spec: dict, vocab_size: int, total: int) -> str | None:
+    """Why ids ``vocab_size .. total-1`` of a parsed ``tokenizer.json`` might be emitted, or None if they cannot be.
+
+    Accepted (returns None) only for a BPE model when every extra id is an **empty piece**
+    ``""`` of ``model.vocab`` and
+
+    * no merge produces the empty piece (BPE starts from single characters, so an empty symbol
+      exists only if a merge of two empty parts creates it; merges *with* an empty part, such as
+      GROVER's identity merges ``"A "`` = ``("A", "")``, therefore never fire);
+    * it is not the model's ``unk_token``, not an added token, and not an id or token the
+      post-processor inserts.
+
+    A non-empty extra piece, an added token at an extra id, a gap in the ids, or any other model
+    type is reported (the caller refuses the checkpoint).
+    """
+    model = spec.get("model") or {}
+    if model.get("type") != "BPE":
+        return f"ids {vocab_size}..{total - 1} have no embedding row (tokenizer model {model.get('type')!r})"
+    vocab = model.get("vocab") or {}
+    by_id = {i: t for t, i in vocab.items() if isinstance(i, int)}
+    added = {a.get("id"): a.get("content") for a in spec.get("added_tokens") or [] if isinstance(a, dict)}
+    extra = range(vocab_size, total)
+    bad_added = [f"{i} ({added[i]!r})" for i in extra if i in added]
+    if bad_added:
+        return f"added token(s) at id(s) {', '.join(bad_added)} have no embedding row"
+    nonempty = [f"{i} ({by_id[i]!r})" for i in extra if i in by_id and by_id[i] != ""]
+    if nonempty:
+        return f"id(s) {', '.join(nonempty[:5])} are real vocabulary pieces with no embedding row"
+    absent = [str(i) for i in extra if i not in by_id]
+    if absent:
+        return f"id(s) {', '.join(absent[:5])} are missing from the vocabulary"
+    if model.get("unk_token") == "":
+        return "the empty piece is the unk_token and can be emitted"
+    prefix = model.get("continuing_subword_prefix") or ""
+    for m in model.get("merges") or []:
+        a, b = (m.split(" ", 1) + [""])[:2] if isinstance(m, str) else (list(m) + ["", ""])[:2]
+        if prefix and b.startswith(prefix):
+            b = b[len(prefix):]
+        if a == "" and b == "":
+            return f"the merge {m!r} produces the empty piece, so ids {vocab_size}..{total - 1} can be emitted"
+    pp_ids, pp_toks = _post_processor_ids(spec.get("post_processor"))
+    used = sorted(i for i in pp_ids if i >= vocab_size) + sorted(t for t in pp_toks if vocab.get(t, -1) >= vocab_size)
+    if used:
+        return f"the post-processor inserts {', '.join(map(str, used))}, which has no embedding row"
+    return None

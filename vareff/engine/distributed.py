@@ -37,10 +37,12 @@ from pathlib import Path
 from vareff.config import RunConfig
 from vareff.errors import ConfigError, MissingDependencyError, VareffError
 from vareff.engine.progress import Progress
-from vareff.engine.run import (BLOCK, Pipeline, RunSummary, build_lookups, build_scorers, iter_chunks, open_genome,
-                               process_chunk, run_fingerprint)
+from vareff.engine.run import (BLOCK, Pipeline, RunSummary, allele_cost, build_lookups, build_scorers, iter_chunks,
+                               open_genome, process_chunk, run_fingerprint)
 from vareff.read.vcf import Region, VcfReader
 from vareff.write.parts import PartStore, read_markers, write_marker, write_part_files
+from vareff.write.target import check_outputs, is_stream
+from vareff.write.target import parts_dir as parts_folder
 from vareff.write.vcf import prepare_header
 
 log = logging.getLogger("vareff")
@@ -112,12 +114,14 @@ class ChunkInfo:
     n_records: int
 
 
-def plan_chunks(cfg: RunConfig) -> list[ChunkInfo]:
-    """Pre-scan: the chunks a single process cuts from ``cfg.input`` (positions only)."""
-    reader = VcfReader(cfg.input, regions=[Region.parse(r) for r in cfg.regions], threads=cfg.threads or 1)
+def plan_chunks(cfg: RunConfig, cost: float = 0.0) -> list[ChunkInfo]:
+    """Pre-scan: the chunks a single process cuts from ``cfg.input`` (positions only; ``cost``:
+    the scorers' estimated seconds per allele, :func:`~vareff.engine.run.allele_cost`)."""
+    reader = VcfReader(cfg.input, regions=[Region.parse(r) for r in cfg.regions], threads=cfg.threads or 1,
+                       allow_truncated=cfg.allow_truncated)
     out, n = [], 0
     try:
-        for chunk in iter_chunks(reader, cfg.chunk_size):
+        for chunk in iter_chunks(reader, cfg.chunk_size, allele_cost=cost):
             v0, v1 = chunk[0][0], chunk[-1][0]
             out.append(ChunkInfo(v0.CHROM, v0.POS // BLOCK, v0.POS, v1.POS, n, len(chunk)))
             n += len(chunk)
@@ -189,7 +193,8 @@ class ShardWorker:
         if self.error is not None:
             raise self.error
         return {"provenance": [s.provenance() for s in self.pipe.scorers], "schema": self.pipe.schema,
-                "info_fields": self.pipe.info_fields(), "pid": os.getpid()}
+                "info_fields": self.pipe.info_fields(), "pid": os.getpid(),
+                "allele_cost": allele_cost(self.pipe.scorers)}
 
     def _items(self, reader: VcfReader, shard: Shard):
         if not shard.segments:
@@ -206,14 +211,15 @@ class ShardWorker:
             raise self.error
         cfg = self.cfg
         regions = [] if shard.segments else [Region.parse(r) for r in cfg.regions]
-        reader = VcfReader(cfg.input, regions=regions, threads=cfg.threads or 1)
+        reader = VcfReader(cfg.input, regions=regions, threads=cfg.threads or 1, allow_truncated=cfg.allow_truncated)
         if self.want_vcf:  # registers vareff's INFO fields with this reader, so records accept them
             prepare_header(reader.vcf, self.pipe.info_fields(), cfg.command)
         done = read_markers(self.parts_dir)
         k = shard.first_chunk
         out = {"scored": 0, "reused": 0, "records": 0, "alleles": 0}
         try:
-            for chunk in iter_chunks(self._items(reader, shard), cfg.chunk_size):
+            cost = allele_cost(self.pipe.scorers)
+            for chunk in iter_chunks(self._items(reader, shard), cfg.chunk_size, allele_cost=cost):
                 if k >= shard.first_chunk + shard.n_chunks:
                     raise RuntimeError(f"{shard.describe()} has more chunks than planned: did the input change?")
                 if k not in done:
@@ -281,6 +287,10 @@ def run_distributed(cfg: RunConfig) -> DistributedSummary:
     if cfg.input == "-":
         raise ConfigError("--engine ray cannot read stdin (every worker reads the input itself)",
                           "write the input to a file on a filesystem the workers share")
+    if any(is_stream(o.path) for o in cfg.outputs):
+        raise ConfigError("--engine ray cannot stream an output (-o -, a FIFO or a device): chunks finish out "
+                          "of order", "write to a regular file, or use --engine local to stream")
+    check_outputs(cfg.outputs, cfg.resume)
     if cfg.model_options.get("segmentnt.profiles"):
         raise ConfigError("--profiles is not supported with --engine ray (one file, many writers)",
                           "write profiles with --engine local, restricted with -r or --profile-alleles")
@@ -297,43 +307,60 @@ def run_distributed(cfg: RunConfig) -> DistributedSummary:
 
 
 def _drive(ray, cfg: RunConfig) -> DistributedSummary:
-    progress = Progress(cfg.progress)
     indexed = uses_index(cfg)
-    chunks = plan_chunks(cfg)
     n_workers, resources = _worker_resources(ray, cfg)
-    shards = plan_shards(chunks, cfg.shards or SHARDS_PER_WORKER * n_workers, indexed)
-    n_workers = max(1, min(n_workers, len(shards)))
-    log.info("ray: %d chunks in %d shards (%s) on %d workers (%s each)", len(chunks), len(shards),
-             "through the index" if indexed else "record ranges", n_workers, resources)
-
-    first = Path(cfg.outputs[0].path).absolute()
-    parts_dir = str(first.with_name(f".{first.name}.vareff-parts"))
+    parts_dir = str(parts_folder(cfg.outputs[0].path))
     Worker = ray.remote(ShardWorker)
 
     def new_worker():
         return Worker.options(max_restarts=0, **resources).remote(cfg, parts_dir, os.getcwd(), resources["num_cpus"])
 
-    workers = [new_worker() for _ in range(n_workers)]
+    workers = [new_worker()]  # its scorers' cost estimate cuts the chunks, as a single process does
+    progress = Progress(False)  # counts time from here; the live display starts once the total is known
     try:
+        try:
+            cost = ray.get(workers[0].describe.remote())["allele_cost"]
+        except ray.exceptions.RayTaskError as e:
+            raise _cause(ray, e) from None
+        chunks = plan_chunks(cfg, cost)
+        shards = plan_shards(chunks, cfg.shards or SHARDS_PER_WORKER * n_workers, indexed)
+        n_workers = max(1, min(n_workers, len(shards)))
+        log.info("ray: %d chunks in %d shards (%s) on %d workers (%s each)", len(chunks), len(shards),
+                 "through the index" if indexed else "record ranges", n_workers, resources)
+        workers += [new_worker() for _ in range(n_workers - 1)]
+        t0 = progress.t0
+        progress = Progress(cfg.progress, total=sum(c.n_records for c in chunks), label="ray")
+        progress.t0 = t0
         return _schedule(ray, cfg, chunks, shards, workers, new_worker, progress)
     finally:
+        progress.close()
         for wk in workers:
             ray.kill(wk)
 
 
 def _schedule(ray, cfg, chunks, shards, workers, new_worker, progress) -> DistributedSummary:
-    """Open the part store, send the shards to the workers (retrying failures), merge the parts."""
-    n_workers = len(workers)
+    """Open the part store (locking the outputs), send the shards to the workers (retrying
+    failures), merge the parts."""
     try:
         desc = ray.get(workers[0].describe.remote())
     except ray.exceptions.RayTaskError as e:
         raise _cause(ray, e) from None
     # the fingerprint tells a ray run's markers apart from a local run's prefix manifest
     store = PartStore(cfg.outputs, run_fingerprint(cfg, desc["provenance"], {"engine": "ray"}), cfg.resume)
+    try:
+        return _score_shards(ray, cfg, chunks, shards, workers, new_worker, progress, desc, store)
+    except BaseException:
+        store.release()  # the parts stay for --resume; the output is free for it
+        raise
+
+
+def _score_shards(ray, cfg, chunks, shards, workers, new_worker, progress, desc, store) -> DistributedSummary:
+    """The shards not finished yet, scored on ``workers``; then the outputs assembled from the parts."""
+    n_workers = len(workers)
     header = None
     if any(o.format == "vcf" for o in cfg.outputs):
-        reader = VcfReader(cfg.input)
-        header = prepare_header(reader.vcf, desc["info_fields"], cfg.command)
+        reader = VcfReader(cfg.input, allow_truncated=cfg.allow_truncated)
+        header = prepare_header(reader.vcf, desc["info_fields"], cfg.command, desc["schema"])
         reader.close()
 
     done = read_markers(store.dir)

@@ -1,17 +1,32 @@
 """Lookup stages as chunk adapters: each adds its columns to a chunk's output.
 
 An adapter has ``schema()`` (the columns it adds), ``annotate(rows, cols)`` (``cols``: the
-chunk's columns so far, name -> array) and ``provenance()``.  They run in order, so the
+chunk's columns so far, name -> array) and ``provenance()``; evidence sources also have
+``hits(table)``: how many alleles of a finished chunk got a value from them (the run summary
+tells "scored" from "no data" with it).  They run in order, so the
 priority adapter sees every score and lookup column.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 
 import polars as pl
 import pyarrow as pa
 
 from vareff.normalize.alleles import AlleleRows
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file (annotation, priority maps), read in 1 MB blocks."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return ""
+    return h.hexdigest()
 
 
 def _normalized(rows: AlleleRows) -> pl.DataFrame:
@@ -25,6 +40,11 @@ def _normalized(rows: AlleleRows) -> pl.DataFrame:
 def _to_arrow(df: pl.DataFrame, schema: pa.Schema) -> dict[str, pa.Array]:
     t = df.to_arrow()
     return {f.name: t.column(f.name).cast(f.type) for f in schema}
+
+
+def _non_null(table: pa.Table, column: str) -> int:
+    col = table.column(column)
+    return len(col) - col.null_count
 
 
 class AlphaMissenseColumns:
@@ -45,9 +65,16 @@ class AlphaMissenseColumns:
     def annotate(self, rows: AlleleRows, cols: dict) -> dict:
         return _to_arrow(self.lookup.annotate(_normalized(rows)), self.schema())
 
+    def hits(self, table: pa.Table) -> dict[str, int]:
+        """Alleles with an AlphaMissense score."""
+        return {"alphamissense": _non_null(table, "am_pathogenicity")}
+
     def provenance(self) -> dict[str, str]:
+        meta = getattr(self.lookup, "metadata", {}) or {}
         return {"lookup": "alphamissense", "table": os.path.basename(self.path),
-                "genome": str(getattr(self.lookup, "genome", ""))}
+                "genome": str(getattr(self.lookup, "genome", "")),
+                "source": str(meta.get("source", "")), "source_sha256": str(meta.get("source_sha256", "")),
+                "rows": str(meta.get("rows", "")), "table_bytes": str(os.path.getsize(self.path))}
 
 
 class RegionColumns:
@@ -65,8 +92,12 @@ class RegionColumns:
     def annotate(self, rows: AlleleRows, cols: dict) -> dict:
         return _to_arrow(self.annotator.annotate(_normalized(rows)), self.schema())
 
+    def hits(self, table: pa.Table) -> dict[str, int]:
+        """Alleles placed in or near a gene of the annotation (``intergenic`` ones have no gene)."""
+        return {"annotation": _non_null(table, "gene")}
+
     def provenance(self) -> dict[str, str]:
-        return {"lookup": "regions", "annotation": os.path.basename(self.path)}
+        return {"lookup": "regions", "annotation": os.path.basename(self.path), "sha256": file_sha256(self.path)}
 
 
 class PriorityColumns:
@@ -90,4 +121,6 @@ class PriorityColumns:
         return _to_arrow(self.model.apply(df), self.schema())
 
     def provenance(self) -> dict[str, str]:
-        return {"lookup": "priority", "maps": os.path.basename(self.path) if self.path else "default (uncalibrated)"}
+        if not self.path:
+            return {"lookup": "priority", "maps": "default (uncalibrated)"}
+        return {"lookup": "priority", "maps": os.path.basename(self.path), "sha256": file_sha256(self.path)}

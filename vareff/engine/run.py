@@ -1,8 +1,10 @@
 """One scoring run, chunk by chunk: the orchestration behind ``vareff score`` and the API.
 
-Chunks are runs of at most ``chunk_size`` input records that never span a 1 Mb block of one
-contig (:func:`iter_chunks`), a pure function of the input: a resumed run, or a shard of whole
-blocks, cuts exactly the chunks an uninterrupted single process cuts and yields the same rows.
+Chunks are runs of at most ``chunk_size`` input records, and of about a minute of estimated model
+time (:data:`CHUNK_SECONDS`), that never span a 1 Mb block of one contig (:func:`iter_chunks`), a
+pure function of the input: a resumed run, or a shard of whole blocks, cuts exactly the chunks an
+uninterrupted single process cuts and yields the same rows.  SIGINT/SIGTERM stop a run between
+chunk writes: every finished chunk is kept and ``--resume`` continues from there.
 """
 from __future__ import annotations
 
@@ -10,23 +12,28 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections import Counter
+from itertools import chain
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import torch
 
-from vareff import __version__
+from vareff._version import __version__
 from vareff.config import RunConfig
-from vareff.errors import SCORABLE, MalformedRecordError, Status
+from vareff.errors import SCORABLE, InputError, MalformedRecordError, Status
 from vareff.normalize.alleles import AlleleRows, Record, split_columns, split_records
-from vareff.read.vcf import Region, VcfReader, is_malformed
-from vareff.score.base import InfoField, Scorer
+from vareff.read.vcf import MAX_POS, BadRecord, Region, VcfReader, is_malformed, line_problem
+from vareff.score.base import InfoField, Scorer, cost_per_allele
 from vareff.score.registry import make_scorer
 from vareff.window.genome import ContigSlice, Genome
-from vareff.engine.progress import Progress
+from vareff.engine.checks import NOT_PLACED, placement_hint, placement_problem, preview, warn_no_hits
+from vareff.engine.progress import FilePosition, Progress, quick_record_count
+from vareff.engine.signals import RunInterrupted, StopSignals
 from vareff.write.parts import PartStore
+from vareff.write.target import check_outputs
 from vareff.write.vcf import STATUS_FIELD, prepare_header, record_lines
 
 log = logging.getLogger("vareff")
@@ -47,15 +54,27 @@ class RunSummary:
     seconds: float = 0.0
     status_counts: dict[str, int] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
+    #: per evidence source (model name, ``alphamissense``, ``annotation``): alleles that got a value
+    hits: dict[str, int] = field(default_factory=dict)
 
     @property
     def alleles_per_second(self) -> float:
         return self.alleles / self.seconds if self.seconds else 0.0
 
+    @property
+    def not_placed(self) -> int:
+        """Alleles that could not be placed on the FASTA (contig absent, outside a slice, REF differs)."""
+        return sum(self.status_counts.get(s, 0) for s in NOT_PLACED)
+
     def __str__(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.status_counts.items(), key=lambda kv: -kv[1]))
-        return (f"{self.records} records, {self.alleles} alleles in {self.seconds:.1f} s "
+        text = (f"{self.records} records, {self.alleles} alleles in {self.seconds:.1f} s "
                 f"({self.alleles_per_second:.1f} alleles/s); status: {counts or 'none'}")
+        if self.hits:
+            text += "; evidence: " + ", ".join(f"{k} {v} of {self.alleles}" for k, v in self.hits.items())
+        if self.not_placed:
+            text += f"; {self.not_placed} not placed on the FASTA"
+        return text
 
 
 class _Warnings:
@@ -133,25 +152,60 @@ def run_fingerprint(cfg: RunConfig, provenance: list[dict], extra: dict | None =
 
 
 def _columns(chunk, reader: VcfReader, skip_malformed: bool, warn: _Warnings) -> tuple[list, ...]:
-    """cyvcf2 records -> (chrom, pos1, id, ref, alts, malformed) columns; malformed ones never touch REF/ID."""
+    """cyvcf2 records -> (chrom, pos1, id, ref, alts, malformed) columns; malformed ones never touch REF/ID.
+
+    Malformed: lines htslib refused (:class:`BadRecord`) or parsed without REF (``end <= start``),
+    and, checked on the whole chunk at once so the normal path stays cheap, whitespace inside
+    CHROM/REF/ALT or a POS past 2^31-1.  Each stops the run, or with ``skip_malformed`` becomes a
+    ``malformed_record`` row (its key columns are nulled by :func:`split_columns`)."""
     chrom, pos, ids, refs, alts, mal = [], [], [], [], [], []
     for v, loc in chunk:
-        if is_malformed(v):
-            where = reader.describe(loc)
-            text = str(v).split("\t", 1)[0][:120]
-            if not skip_malformed:
-                raise MalformedRecordError(
-                    f"{where}: malformed VCF record (htslib could not parse REF/ALT): {text!r}",
-                    "VCF fields must be tab-separated; fix the line, or pass --skip-malformed to keep going "
-                    "(the record gets status malformed_record)",
-                )
-            warn("malformed_record", "%s: malformed VCF record skipped: %r", where, text)
-            chrom.append(v.CHROM), pos.append(None), ids.append(None), refs.append(None), alts.append(())
-            mal.append(True)
+        s = v.start
+        if v.end <= s:  # never read REF/ID of such a record
+            chrom.append(_malformed(reader, v, loc, None, skip_malformed, warn))
+            pos.append(0), ids.append(None), refs.append(""), alts.append(()), mal.append(True)
             continue
-        chrom.append(v.CHROM), pos.append(v.POS), ids.append(v.ID), refs.append(v.REF), alts.append(v.ALT)
+        chrom.append(v.CHROM), pos.append(s + 1), ids.append(v.ID), refs.append(v.REF), alts.append(v.ALT)
         mal.append(False)
+    if (" " in "".join(filter(None, chrom)) or " " in "".join(refs) or " " in "".join(chain.from_iterable(alts))
+            or max(pos, default=0) > MAX_POS):
+        for i, (v, loc) in enumerate(chunk):
+            if mal[i]:
+                continue
+            problem = next((f"{name} {val!r} contains whitespace" for name, val in
+                            (("CHROM", chrom[i]), ("REF", refs[i]), *(("ALT", a) for a in alts[i])) if " " in val),
+                           None)
+            if problem is None and pos[i] > MAX_POS:
+                problem = f"POS {pos[i]} is larger than {MAX_POS} (2^31-1), the largest position vareff supports"
+            if problem is not None:
+                chrom[i] = _malformed(reader, v, loc, problem, skip_malformed, warn)
+                pos[i], ids[i], refs[i], alts[i], mal[i] = 0, None, "", (), True
     return chrom, pos, ids, refs, alts, mal
+
+
+def _malformed(reader: VcfReader, v, loc, problem: str | None, skip_malformed: bool, warn: _Warnings) -> str | None:
+    """Raise MalformedRecordError for a malformed record, or warn (``skip_malformed``) and return
+    the CHROM its row gets (the first word of its line)."""
+    where = reader.describe(loc)
+    if isinstance(v, BadRecord):
+        text, problem = v.text, v.problem
+    else:
+        # (the line is read back while its text is shown; past the warning cap, its parsed CHROM will do)
+        text = reader.line_text(loc) if not skip_malformed or warn.seen["malformed_record"] < warn.cap else None
+        if problem is None:  # parsed without REF: never read REF/ID; say what is wrong from the text
+            problem = line_problem(text, reader.n_samples) if text is not None else "htslib could not parse REF/ALT"
+            text = text if text is not None else str(v).split("\t", 1)[0]
+        elif text is None:
+            text = v.CHROM
+    shown = (text or "")[:120]
+    if not skip_malformed:
+        raise MalformedRecordError(
+            f"{where}: malformed VCF record in {reader.path!r} ({problem}): {shown!r}",
+            "fix the line, or pass --skip-malformed to keep going (the record gets status malformed_record)",
+        )
+    warn("malformed_record", "%s: malformed VCF record skipped (%s): %r", where, problem, shown)
+    first = (text or "").split("\t", 1)[0] if "\t" in (text or "") else ((text or "").split() or [None])[0]
+    return first or None
 
 
 class Pipeline:
@@ -206,6 +260,18 @@ class Pipeline:
         table = pa.Table.from_arrays(arrays, schema=self.schema)
         return rows, table, model_info
 
+    def hits(self, table: pa.Table) -> dict[str, int]:
+        """Per evidence source, the alleles of a finished chunk that got a value: each model's
+        scored alleles, and each lookup's own count (``hits``)."""
+        out = {}
+        for s in self.scorers:
+            st = table.column(f"{s.name}_status").to_pylist()
+            out[s.name] = sum(x in SCORABLE for x in st)
+        for lk in self.lookups:
+            if hasattr(lk, "hits"):
+                out.update(lk.hits(table))
+        return out
+
     def info_fields(self) -> list[InfoField]:
         return [STATUS_FIELD] + [f for s in self.scorers for f in s.info_fields()]
 
@@ -247,6 +313,7 @@ class ChunkResult:
     n_alleles: int
     status_counts: dict[str, int]
     where: str
+    hits: dict[str, int] = field(default_factory=dict)
 
 
 def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool) -> ChunkResult:
@@ -262,28 +329,64 @@ def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool
         vcf_text = "".join(record_lines(variants, infos))
     counts = rows.df.get_column("status").value_counts()
     return ChunkResult(table, vcf_text, len(chunk), len(rows), dict(zip(*counts.to_dict(as_series=False).values())),
-                       f"{cols[0][-1]}:{cols[1][-1]}")
+                       f"{cols[0][-1]}:{cols[1][-1]}", pipe.hits(table))
 
 
 #: chunks never span a block of this many bases (nor two contigs), so a genomic shard of whole
 #: blocks is cut into exactly the chunks a single process cuts
 BLOCK = 1_000_000
 
+#: a chunk closes when the estimated model time of its alleles reaches this many seconds, so an
+#: interrupted run loses about a minute of work at most (see :func:`vareff.score.base.cost_per_allele`)
+CHUNK_SECONDS = 60.0
 
-def iter_chunks(items, chunk_size: int, block: int = BLOCK):
+
+def record_alleles(v) -> int:
+    """ALT alleles of a record (1 for a malformed one, whose fields are not read)."""
+    return 1 if is_malformed(v) else max(len(v.ALT), 1)
+
+
+def allele_cost(scorers: list[Scorer]) -> float:
+    """Estimated model seconds per allele of a run: the sum over its backends."""
+    return sum(cost_per_allele(s) for s in scorers)
+
+
+def iter_chunks(items, chunk_size: int, block: int = BLOCK, allele_cost: float = 0.0,
+                budget: float = CHUNK_SECONDS):
     """Group ``(variant, loc)`` items into chunks of at most ``chunk_size`` records that stay
-    inside one ``block``-base bin of one contig."""
-    chunk, key = [], None
+    inside one ``block``-base bin of one contig; with ``allele_cost`` (estimated seconds per
+    allele), a chunk also closes once its alleles' summed cost reaches ``budget`` seconds.
+    A pure function of the records and these numbers, so resume and shards cut the same chunks."""
+    chunk, key, cost = [], None, 0.0
     for item in items:
         v = item[0]
         k = (v.CHROM, v.POS // block)
-        if chunk and (len(chunk) == chunk_size or k != key):
+        if chunk and (len(chunk) == chunk_size or k != key or cost >= budget):
             yield chunk
-            chunk = []
+            chunk, cost = [], 0.0
         key = k
         chunk.append(item)
+        if allele_cost:
+            cost += allele_cost * record_alleles(v)
     if chunk:
         yield chunk
+
+
+def make_progress(cfg: RunConfig, reader: VcfReader) -> Progress:
+    """The run's progress display; its total is the index's record count (or a count of a small
+    file), else the fraction of the file's bytes read; unknown for stdin and ``-r`` regions."""
+    if not cfg.progress:
+        return Progress(False)
+    total = None
+    if not cfg.regions and cfg.input != "-" and any(os.path.exists(cfg.input + e) for e in (".tbi", ".csi")):
+        try:
+            total = int(reader.vcf.num_records) or None
+        except Exception:  # no index: fall back to the file offset
+            total = None
+    if total is None and not cfg.regions:
+        total = quick_record_count(cfg.input)
+    fraction = FilePosition(cfg.input).fraction if total is None and cfg.input != "-" else None
+    return Progress(True, total=total, fraction=fraction, label="scoring")
 
 
 def open_genome(cfg: RunConfig) -> Genome | None:
@@ -306,37 +409,75 @@ def build_lookups(cfg: RunConfig) -> list:
 
 def run(cfg: RunConfig) -> RunSummary:
     """Score ``cfg.input`` into every ``cfg.outputs`` (see module doc)."""
+    check_outputs(cfg.outputs, cfg.resume)
     genome = open_genome(cfg)
     scorers = build_scorers(cfg)
     pipe = Pipeline(cfg, scorers, genome, build_lookups(cfg))
-    reader = VcfReader(cfg.input, regions=[Region.parse(r) for r in cfg.regions], threads=cfg.threads or 1)
+    reader = VcfReader(cfg.input, regions=[Region.parse(r) for r in cfg.regions], threads=cfg.threads or 1,
+                       allow_truncated=cfg.allow_truncated)
     want_vcf = any(o.format == "vcf" for o in cfg.outputs)
-    header = prepare_header(reader.vcf, pipe.info_fields(), cfg.command) if want_vcf else None
+    header = prepare_header(reader.vcf, pipe.info_fields(), cfg.command, pipe.schema) if want_vcf else None
     store = PartStore(cfg.outputs, _fingerprint(cfg, scorers), cfg.resume)
-    progress = Progress(cfg.progress)
+    store.open_streams(pipe.schema, header)
+    progress = make_progress(cfg, reader)
+    cost = allele_cost(scorers)
+    vcf_contigs: set[str] = set()
     k = 0
 
     def flush(chunk):
         nonlocal k
+        if len(vcf_contigs) < 10_000:
+            vcf_contigs.update(v.CHROM for v, _ in chunk if not is_malformed(v))
         if k < store.chunks_done:
+            progress.update(len(chunk))
             k += 1
             return
+        v0 = chunk[0][0]
+        progress.working(f"{v0.CHROM}:{v0.POS}")
         res = process_chunk(pipe, reader, chunk, want_vcf)
-        store.write_chunk(k, res.table, res.vcf_text, res.n_records, res.status_counts)
+        with signals.atomic():
+            hits = store.state.setdefault("hits", {})  # saved with the chunk's manifest update
+            for src, n in res.hits.items():
+                hits[src] = hits.get(src, 0) + n
+            store.write_chunk(k, res.table, res.vcf_text, res.n_records, res.status_counts)
         progress.update(res.n_records, res.n_alleles, res.where)
         k += 1
 
+    signals = StopSignals()
     try:
-        for chunk in iter_chunks(reader, cfg.chunk_size):
-            flush(chunk)
+        with signals:
+            for chunk in iter_chunks(reader, cfg.chunk_size, allele_cost=cost):
+                flush(chunk)
+    except RunInterrupted:
+        store.release()  # the parts stay for --resume; the output is free for it
+        log.warning("interrupted: %d finished chunks (%d records) are kept in %s", store.state["chunks"],
+                    store.state["records"], store.dir)
+        raise
+    except BaseException:
+        store.release()  # the parts stay for --resume; the output is free for it
+        raise
     finally:
+        progress.close()
         reader.close()
         for s in scorers:  # backends with side outputs (e.g. SegmentNT profiles) finish them here
             if hasattr(s, "close"):
                 s.close()
-    store.finalize(pipe.schema, header)
     counts = {k_: int(v) for k_, v in store.state["status_counts"].items()}
+    problem = placement_problem(counts, vcf_contigs, genome.contigs) if genome is not None else None
+    if genome is not None:
+        for key in genome.unused_map_keys(vcf_contigs):
+            log.warning("--contig-map %s=...: no contig of the VCF is named %r (its contigs: %s)", key, key,
+                        preview(sorted(vcf_contigs)) or "none")
+    if problem and cfg.strict:
+        store.release()
+        shutil.rmtree(store.dir, ignore_errors=True)  # nothing worth resuming: the options must change
+        raise InputError(f"--strict: {problem}", placement_hint(vcf_contigs, genome.contigs))
+    store.finalize(pipe.schema, header)
     summary = RunSummary(records=int(store.state["records"]), alleles=sum(counts.values()),
                          seconds=progress.seconds, status_counts=counts,
-                         outputs=tuple(o.path for o in cfg.outputs))
+                         outputs=tuple(o.path for o in cfg.outputs),
+                         hits={k_: int(v) for k_, v in store.state.get("hits", {}).items()})
+    if problem:
+        log.warning("%s\nHint: %s", problem, placement_hint(vcf_contigs, genome.contigs))
+    warn_no_hits(summary, skip=tuple(s.name for s in scorers) if problem else ())  # models: same cause
     return summary

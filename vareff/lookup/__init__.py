@@ -2,10 +2,10 @@
 
 Both follow the "build once, query many" pattern:
 
-* :mod:`vareff.lookup.alphamissense` converts a published AlphaMissense variant table
+* :mod:`vareff.lookup.am_build` converts a published AlphaMissense variant table
   (71.7 M rows for hg38) once into a sorted, memory-mappable Arrow table
-  (:func:`~vareff.lookup.alphamissense.build_table`, CLI ``vareff am-build``) and
-  answers allele-exact lookups from it
+  (:func:`~vareff.lookup.am_build.build_table`, CLI ``vareff am-build``) and
+  :mod:`vareff.lookup.alphamissense` answers allele-exact lookups from it
   (:class:`~vareff.lookup.alphamissense.AlphaMissenseLookup`).
 * :mod:`vareff.lookup.regions` builds an interval index from a GTF / GFF3 / SpliceAI
   gene table once per run and gives each allele a ``gene`` and a ``region_class``

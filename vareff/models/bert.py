@@ -25,6 +25,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vareff.errors import CheckpointError
+from vareff.models.shared import (
+    EncoderSizes,
+    add_mlm_head,
+    attention_shapes,
+    cast_matmuls,
+    fused_qkv,
+    legacy_layernorm_names,
+    linear_shapes,
+    norm_shapes,
+    take,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +52,7 @@ _ACTIVATIONS = {
 
 
 @dataclass(frozen=True)
-class BertConfig:
+class BertConfig(EncoderSizes):
     """Architecture of a BERT masked LM, read from a Hugging Face ``config.json``.
 
     Parameters
@@ -60,21 +71,12 @@ class BertConfig:
         True (the default): the MLM decoder reuses the word-embedding matrix.
     """
 
-    vocab_size: int
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
     hidden_act: str = "gelu"
     pad_token_id: int = 0
     tie_word_embeddings: bool = True
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
 
     @classmethod
     def from_hf(cls, cfg: dict[str, Any], *, source: str = "config.json") -> "BertConfig":
@@ -205,19 +207,13 @@ class BertMaskedLM(nn.Module):
         self.tok_type = nn.Embedding(cfg.type_vocab_size, C)
         self.emb_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
         self.layers = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.num_hidden_layers))
-        self.head_dense = nn.Linear(C, C)
-        self.head_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
-        self.head_bias = nn.Parameter(torch.zeros(V))
-        self.decoder = None if cfg.tie_word_embeddings else nn.Linear(C, V, bias=False)
+        add_mlm_head(self, C, V, cfg.layer_norm_eps, cfg.tie_word_embeddings)
 
     # -- precision ------------------------------------------------------------------------------
     def set_compute_dtype(self, dtype: torch.dtype) -> "BertMaskedLM":
         """Cast the big matmul weights to ``dtype``; embeddings, LayerNorms and the decoder stay float32."""
         self.float()
-        for layer in self.layers:
-            for lin in (layer.qkv, layer.attn_out, layer.fc1, layer.fc2):
-                lin.to(dtype)
-        self.head_dense.to(dtype)
+        cast_matmuls(self.layers, dtype, self.head_dense)
         return self
 
     @property
@@ -306,19 +302,11 @@ def hf_expected_shapes(cfg: BertConfig) -> dict[str, tuple[int, ...]]:
     }
     for i in range(cfg.num_hidden_layers):
         p = f"bert.encoder.layer.{i}."
-        for n in ("query", "key", "value"):
-            e[p + f"attention.self.{n}.weight"] = (C, C)
-            e[p + f"attention.self.{n}.bias"] = (C,)
-        e[p + "attention.output.dense.weight"] = (C, C)
-        e[p + "attention.output.dense.bias"] = (C,)
-        e[p + "attention.output.LayerNorm.weight"] = (C,)
-        e[p + "attention.output.LayerNorm.bias"] = (C,)
-        e[p + "intermediate.dense.weight"] = (I, C)
-        e[p + "intermediate.dense.bias"] = (I,)
-        e[p + "output.dense.weight"] = (C, I)
-        e[p + "output.dense.bias"] = (C,)
-        e[p + "output.LayerNorm.weight"] = (C,)
-        e[p + "output.LayerNorm.bias"] = (C,)
+        e.update(attention_shapes(p, C))
+        e.update(norm_shapes(p + "attention.output.LayerNorm", C))
+        e.update(linear_shapes(p + "intermediate.dense", I, C))
+        e.update(linear_shapes(p + "output.dense", C, I))
+        e.update(norm_shapes(p + "output.LayerNorm", C))
     if not cfg.tie_word_embeddings:
         e["cls.predictions.decoder.weight"] = (V, C)
     return e
@@ -336,18 +324,6 @@ HF_IGNORED_PREFIXES = (
 )
 
 
-def _legacy_names(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename TF-era ``LayerNorm.gamma/beta`` to ``LayerNorm.weight/bias``."""
-    out = {}
-    for k, v in sd.items():
-        if k.endswith("LayerNorm.gamma"):
-            k = k[: -len("gamma")] + "weight"
-        elif k.endswith("LayerNorm.beta"):
-            k = k[: -len("beta")] + "bias"
-        out[k] = v
-    return out
-
-
 def remap_state_dict(sd: dict[str, torch.Tensor], cfg: BertConfig, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Map a Hugging Face ``BertForMaskedLM`` state dict onto :class:`BertMaskedLM` (pure function).
 
@@ -357,7 +333,7 @@ def remap_state_dict(sd: dict[str, torch.Tensor], cfg: BertConfig, *, source: st
     """
     from vareff.models.load import check_state_dict
 
-    sd = _legacy_names(sd)
+    sd = legacy_layernorm_names(sd)
     expected = hf_expected_shapes(cfg)
     optional = {
         "bert.embeddings.position_ids": None,
@@ -367,32 +343,16 @@ def remap_state_dict(sd: dict[str, torch.Tensor], cfg: BertConfig, *, source: st
     check_state_dict(expected, sd, optional=optional, ignore_prefixes=HF_IGNORED_PREFIXES, source=source)
 
     g = sd.__getitem__
-    out = {
-        "word.weight": g("bert.embeddings.word_embeddings.weight"),
-        "pos.weight": g("bert.embeddings.position_embeddings.weight"),
-        "tok_type.weight": g("bert.embeddings.token_type_embeddings.weight"),
-        "emb_ln.weight": g("bert.embeddings.LayerNorm.weight"),
-        "emb_ln.bias": g("bert.embeddings.LayerNorm.bias"),
-        "head_dense.weight": g("cls.predictions.transform.dense.weight"),
-        "head_dense.bias": g("cls.predictions.transform.dense.bias"),
-        "head_ln.weight": g("cls.predictions.transform.LayerNorm.weight"),
-        "head_ln.bias": g("cls.predictions.transform.LayerNorm.bias"),
-        "head_bias": g("cls.predictions.bias"),
-    }
+    out = take(g, "bert.embeddings.", "", {"word": "word_embeddings", "pos": "position_embeddings",
+                                           "tok_type": "token_type_embeddings"}, ("weight",))
+    out.update(take(g, "bert.embeddings.", "", {"emb_ln": "LayerNorm"}))
+    out.update(take(g, "cls.predictions.transform.", "", {"head_dense": "dense", "head_ln": "LayerNorm"}))
+    out["head_bias"] = g("cls.predictions.bias")
     for i in range(cfg.num_hidden_layers):
         p, q = f"bert.encoder.layer.{i}.", f"layers.{i}."
-        out[q + "qkv.weight"] = torch.cat([g(p + f"attention.self.{n}.weight") for n in ("query", "key", "value")], 0)
-        out[q + "qkv.bias"] = torch.cat([g(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")], 0)
-        out[q + "attn_out.weight"] = g(p + "attention.output.dense.weight")
-        out[q + "attn_out.bias"] = g(p + "attention.output.dense.bias")
-        out[q + "ln1.weight"] = g(p + "attention.output.LayerNorm.weight")
-        out[q + "ln1.bias"] = g(p + "attention.output.LayerNorm.bias")
-        out[q + "fc1.weight"] = g(p + "intermediate.dense.weight")
-        out[q + "fc1.bias"] = g(p + "intermediate.dense.bias")
-        out[q + "fc2.weight"] = g(p + "output.dense.weight")
-        out[q + "fc2.bias"] = g(p + "output.dense.bias")
-        out[q + "ln2.weight"] = g(p + "output.LayerNorm.weight")
-        out[q + "ln2.bias"] = g(p + "output.LayerNorm.bias")
+        out[q + "qkv.weight"], out[q + "qkv.bias"] = fused_qkv(g, p + "attention.self.")
+        out.update(take(g, p, q, {"attn_out": "attention.output.dense", "ln1": "attention.output.LayerNorm",
+                                  "fc1": "intermediate.dense", "fc2": "output.dense", "ln2": "output.LayerNorm"}))
     if cfg.tie_word_embeddings:
         dec = sd.get("cls.predictions.decoder.weight")
         if dec is not None and not torch.equal(dec.float(), out["word.weight"].float()):
@@ -438,21 +398,26 @@ def load_checkpoint(directory, hf_config: dict[str, Any], *, device, dtype, name
     from pathlib import Path
 
     from vareff.encode.bpe import BpeTokenizer
+    from vareff.encode.kmer_overlap import OverlappingKmerTokenizer, is_overlapping_kmer_checkpoint
     from vareff.models.load import LoadedModel, read_state_dict
 
     directory = Path(directory)
     cfg = BertConfig.from_hf(hf_config, source=str(directory / "config.json"))
-    tok = BpeTokenizer(directory)
-    if tok.vocab_size > cfg.vocab_size:
-        raise CheckpointError(
-            f"{tok.source} has {tok.vocab_size} tokens but config.json vocab_size={cfg.vocab_size}",
-            "tokenizer and weights must come from the same checkpoint",
-        )
+    # GROVER: tokenizer.json (BPE; extra tokenizer ids are accepted only if never emitted, GROVER's empty
+    # piece at id 609); DNABERT v1: a vocab.txt of overlapping k-mers and no tokenizer.json
+    dnabert = is_overlapping_kmer_checkpoint(directory)
+    if dnabert:
+        tok = OverlappingKmerTokenizer.from_directory(directory)
+        if tok.vocab_size > cfg.vocab_size:
+            raise CheckpointError(f"{tok.source} has {tok.vocab_size} tokens but config.json vocab_size={cfg.vocab_size}",
+                                  "tokenizer and weights must come from the same checkpoint")
+    else:
+        tok = BpeTokenizer(directory).restrict_to(cfg.vocab_size, config_source=str(directory / "config.json"))
     sd, files = read_state_dict(directory)
     model = build(cfg, sd, source=str(files[0] if len(files) == 1 else directory))
     model.set_compute_dtype(dtype).to(device)
     return LoadedModel(
-        name=name or str(directory), family="bert", path=directory, config=cfg, module=model,
+        name=name or str(directory), family="dnabert" if dnabert else "bert", path=directory, config=cfg, module=model,
         tokenizer=tok, device=torch.device(device), dtype=dtype, weight_files=files,
     )
 

@@ -231,11 +231,17 @@ def read_config(directory: Path) -> dict[str, Any]:
     """Parse ``config.json`` (a :class:`CheckpointError` if it is not a JSON object)."""
     f = Path(directory) / "config.json"
     try:
-        cfg = json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        text = f.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
         raise CheckpointError(f"cannot read {str(f)!r}: {e}") from None
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{str(f)!r} is not valid JSON ({e})",
+                              "re-copy config.json from the model repository") from None
     if not isinstance(cfg, dict):
-        raise CheckpointError(f"{str(f)!r} is not a JSON object")
+        raise CheckpointError(f"{str(f)!r} is not a JSON object (it holds a {type(cfg).__name__})",
+                              "re-copy config.json from the model repository")
     if cfg.get("auto_map"):
         log.info("%s declares auto_map (custom code); vareff ignores it and never runs checkpoint code", f)
     return cfg
@@ -282,18 +288,7 @@ def read_state_dict(directory: Path) -> tuple[dict[str, torch.Tensor], list[Path
             except Exception as e:
                 raise CheckpointError(f"cannot read {str(f)!r} as safetensors: {e}") from None
         else:
-            try:
-                try:
-                    part = torch.load(str(f), map_location="cpu", weights_only=True, mmap=True)
-                except RuntimeError as e:  # pre-zip (legacy) serialization cannot be memory-mapped
-                    if "mmap" not in str(e):
-                        raise
-                    part = torch.load(str(f), map_location="cpu", weights_only=True)
-            except Exception as e:
-                raise CheckpointError(
-                    f"cannot read {str(f)!r} with torch.load(weights_only=True): {type(e).__name__}: {e}",
-                    "the file must hold only tensors; vareff does not unpickle arbitrary objects",
-                ) from None
+            part = _torch_load(f)
             if isinstance(part, dict) and "state_dict" in part and isinstance(part["state_dict"], dict):
                 part = part["state_dict"]
             if not isinstance(part, dict):
@@ -302,6 +297,47 @@ def read_state_dict(directory: Path) -> tuple[dict[str, torch.Tensor], list[Path
             if isinstance(v, torch.Tensor):
                 sd[k] = v
     return sd, files
+
+
+_PICKLE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _torch_load(f: Path) -> Any:
+    """``torch.load(weights_only=True)`` with errors a user can act on.
+
+    A file whose pickle asks for anything but tensors and plain containers is refused in one line
+    that says so (torch's own text, which suggests ``weights_only=False``, is never relayed);
+    other failures say the file is damaged.  torch's warnings are silenced.
+    """
+    import pickle
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return torch.load(str(f), map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:  # pre-zip (legacy) serialization cannot be memory-mapped
+                if "mmap" not in str(e):
+                    raise
+                return torch.load(str(f), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise CheckpointError(f"cannot read {str(f)!r}: it is not a valid PyTorch checkpoint (damaged pickle)",
+                                  "re-download the file from the model repository") from None
+        g = _PICKLE_GLOBAL.search(str(e))
+        what = f" (it asks for {g.group(1)})" if g else ""
+        raise CheckpointError(
+            f"{str(f)!r} contains pickled code or objects other than tensors{what}; vareff loads checkpoints "
+            "with torch.load(weights_only=True) and will not run it",
+            "convert the checkpoint to model.safetensors with a tool you trust, on a machine where running the "
+            "file is acceptable, or use the safetensors file of the model repository",
+        ) from None
+    except Exception as e:
+        text = str(e).strip()
+        first = "" if "weights_only" in text or not text else ": " + text.splitlines()[0]
+        raise CheckpointError(f"cannot read {str(f)!r} as a PyTorch checkpoint ({type(e).__name__}{first})",
+                              "the file is damaged or not a checkpoint; re-download it from the model repository") from None
 
 
 def check_state_dict(

@@ -34,17 +34,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vareff.errors import CheckpointError
-from vareff.models.esm import (
+from vareff.models.esm_trunk import (
     EsmConfig,
     EsmMaskedLM,
     HF_IGNORED_PREFIXES,
-    _legacy_names,
     drop_rotary_buffers,
     hf_expected_shapes,
     hf_optional_shapes,
     materialize,
     remap_backbone,
 )
+from vareff.models.shared import legacy_layernorm_names
 from vareff.models.load import LoadedModel, ModelOutput
 from vareff.models.unet1d import UNet1D, UNet1DConfig
 
@@ -171,7 +171,7 @@ class SegmentNTHead(nn.Module):
 
 
 class SegmentNT(nn.Module):
-    """Trunk (:class:`~vareff.models.esm.EsmMaskedLM`) + head (:class:`SegmentNTHead`).
+    """Trunk (:class:`~vareff.models.esm_trunk.EsmMaskedLM`) + head (:class:`SegmentNTHead`).
 
     ``forward(ids, mask)`` -> (hidden (B, 1+T, C) float32, segmentation logits (B, 6T, F, 2) float32).
     """
@@ -248,7 +248,7 @@ def remap_state_dict(sd: dict[str, torch.Tensor], cfg: SegmentNTConfig, *,
     """
     from vareff.models.load import check_state_dict
 
-    sd = drop_rotary_buffers(_legacy_names(sd))
+    sd = drop_rotary_buffers(legacy_layernorm_names(sd))
     has_lm = any(k.startswith("lm_head.") for k in sd)
     bb = cfg.backbone
     expected = hf_expected_shapes(bb, lm_head=has_lm)

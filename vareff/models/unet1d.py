@@ -1,4 +1,4 @@
-"""The 1D U-Net segmentation head of SegmentNT (the head only; the trunk is :mod:`vareff.models.esm`).
+"""The 1D U-Net segmentation head of SegmentNT (the head only; the trunk is :mod:`vareff.models.esm_trunk`).
 
 Published architecture (InstaDeep ``UNET1DSegmentationHead``)::
 

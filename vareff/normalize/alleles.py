@@ -58,8 +58,15 @@ def classify(nref: str, nalt: str) -> str:
     return "complex"
 
 
+#: symbolic ALTs (VCF 4.3 section 5): ``<ID>`` alleles (``<DEL>``, ``<INS:ME>``, ``<*>``), the ``*``
+#: allele, breakends with brackets (``G]17:198982]``, ``]13:123456]T``) and single breakends
+#: (``.C``, ``C.``, ``.TGCA``)
+SYMBOLIC_PATTERN = r"^<|[\[\]]|^\*$|^\.[A-Za-z]+$|^[A-Za-z]+\.$"
+
+
 def is_symbolic(alt: str) -> bool:
-    return alt.startswith("<") or "[" in alt or "]" in alt or alt == "*"
+    return (alt.startswith("<") or "[" in alt or "]" in alt or alt == "*"
+            or (len(alt) > 1 and (alt[0] == "." or alt[-1] == ".") and alt.strip(".").isalpha()))
 
 
 class AlleleRows:
@@ -129,7 +136,7 @@ def split_columns(chrom: list[str], pos1: list[int], ids: list, refs: list[str],
         "allele_index": allele_index,
     })
     R, A = pl.col("ref").str.to_uppercase(), pl.col("alt").str.to_uppercase()
-    symbolic = A.str.starts_with("<") | A.str.contains(r"[\[\]]") | (A == "*")
+    symbolic = A.str.contains(SYMBOLIC_PATTERN)
     no_alt = A.is_in([".", ""]) | A.is_null()
     invalid = ~R.str.contains(r"^[ACGTN]+$") | ~A.str.contains(r"^[ACGTN]+$")
     status = (
@@ -154,7 +161,8 @@ def split_columns(chrom: list[str], pos1: list[int], ids: list, refs: list[str],
 
 
 def _reference_status(df: pl.DataFrame, genome: Genome) -> list[str]:
-    """Contig present, REF inside the FASTA, REF equal to the FASTA (for alleles still ok)."""
+    """Contig present, REF inside the FASTA, REF equal to the FASTA (for alleles still ok); a REF
+    that matches but holds N (an N block: unknown sequence) gets ``n_in_window``."""
     status = df.get_column("status").to_list()
     ok = np.asarray([s == Status.OK.value for s in status])
     if not ok.any():
@@ -195,6 +203,10 @@ def _reference_status(df: pl.DataFrame, genome: Genome) -> list[str]:
                 a = int(start0[i])
                 if genome.fetch(c, a, a + int(rlen[i])) != ref[i]:
                     status[i] = Status.REF_MISMATCH.value
+    ref_n = df.get_column("ref").fill_null("").str.contains("(?i)N").to_numpy()
+    for i in np.nonzero(ok & ref_n)[0]:
+        if status[i] == Status.OK.value:
+            status[i] = Status.N_IN_WINDOW.value
     return status
 
 

@@ -87,3 +87,15 @@ class Scorer(Protocol):
     def score(self, batch: AlleleBatch, genome: Genome) -> ScoreResult:
         """Score every scorable allele of ``batch``."""
         ...
+
+
+#: seconds of model time one allele costs, when a backend does not say (lookups cost nothing)
+DEFAULT_COST_PER_ALLELE = 0.0
+
+
+def cost_per_allele(scorer) -> float:
+    """A backend's cheap estimate of its model time per allele, in seconds (class attribute
+    ``cost_per_allele``; default 0).  The engine closes a chunk when the summed estimate reaches about
+    a minute, so an interrupted run loses little work.  It must not depend on the device or the
+    machine: chunk boundaries are a pure function of the input and the options (resume, sharding)."""
+    return float(getattr(scorer, "cost_per_allele", DEFAULT_COST_PER_ALLELE))

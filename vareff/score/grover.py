@@ -49,30 +49,21 @@ longer than ``max_allele`` get ``allele_too_long``; windows over the model's pos
 """
 from __future__ import annotations
 
-import logging
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 import torch
 
-from vareff.errors import SCORABLE, ConfigError, Status
-from vareff.score.base import AlleleBatch, InfoField, ScoreResult
-from vareff.window.genome import Genome
+from vareff.errors import ConfigError, Status
+from vareff.score.lm import Site, parse_options, window_for
+from vareff.score.masked_lm import MaskedLMScorer, Pass, Plan
 
-log = logging.getLogger(__name__)
 
-__all__ = ["GroverOptions", "GroverScorer", "make_scorer", "base_marginals", "COLUMNS"]
+__all__ = ["GroverOptions", "GroverScorer", "make_scorer", "base_marginals"]
 
-COLUMNS = (
-    ("grover_llr", pa.float64()),
-    ("grover_embedding_distance", pa.float64()),
-    ("grover_embedding_l2", pa.float64()),
-    ("grover_masked_tokens", pa.int32()),
-)
 _BASES = "ACGT"
+_PRECISIONS = ("bf16", "bf16-delta")
 
 
 @dataclass(frozen=True)
@@ -98,6 +89,9 @@ class GroverOptions:
         masked/alt window with the reference's token count as float32 reference + bfloat16
         difference (|dLLR| < 1e-3, distances within 0.3%), 0.7-2.2x the float32 speed on the
         2-core benchmark CPU (docs/grover.md).  Ignored for float32.
+    strands : str
+        ``forward`` (default) or ``both``: also score the reverse-complement window and average
+        (:mod:`vareff.score.masked_lm`).
     """
 
     window: int = 1000
@@ -105,35 +99,22 @@ class GroverOptions:
     min_flank: int = 100
     max_allele: int = 200
     precision: str = "bf16"
+    strands: str = "forward"
+
+    @staticmethod
+    def _convert(k, v, key):
+        if k == "precision":
+            if v not in _PRECISIONS:
+                raise ConfigError(f"GROVER option precision={v!r} is not known", "use bf16 or bf16-delta")
+            return v
+        try:
+            return int(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"GROVER option {key}={v!r} is not an integer") from None
 
     @classmethod
-    def from_mapping(cls, options: dict[str, Any] | None) -> "GroverOptions":
-        kw = {}
-        names = {f for f in cls.__dataclass_fields__}
-        for k, v in (options or {}).items():
-            key = str(k)
-            for pre in ("grover.", "grover_", "grover-"):
-                if key.startswith(pre):
-                    key = key[len(pre):]
-                    break
-            else:
-                if "." in key:  # another model's option
-                    continue
-            key = key.replace("-", "_")
-            if key == "precision":
-                if v not in ("bf16", "bf16-delta"):
-                    raise ConfigError(f"GROVER option precision={v!r} is not known", "use bf16 or bf16-delta")
-                kw[key] = v
-                continue
-            if key not in names:
-                if str(k).startswith("grover"):
-                    raise ConfigError(f"unknown GROVER option {k!r}", f"known: {', '.join(sorted(names))}")
-                continue
-            try:
-                kw[key] = int(v)
-            except (TypeError, ValueError):
-                raise ConfigError(f"GROVER option {k}={v!r} is not an integer") from None
-        o = cls(**kw)
+    def from_mapping(cls, options: dict | None) -> "GroverOptions":
+        o = parse_options(cls, options, ("grover.", "grover_", "grover-"), "GROVER")
         if o.window < 2 * o.min_flank + 1 or o.stride < 1 or o.max_allele < 1 or o.min_flank < 0:
             raise ConfigError(
                 f"GROVER options window={o.window}, stride={o.stride}, min_flank={o.min_flank}, max_allele={o.max_allele} are inconsistent",
@@ -143,19 +124,6 @@ class GroverOptions:
 
 
 # --------------------------------------------------------------------------- pure helpers
-
-
-def window_for(pos0: int, ref_len: int, opts: GroverOptions) -> tuple[int, int]:
-    """Genomic ``[start0, end0)`` of the reference window for an allele at ``[pos0, pos0+ref_len)``."""
-    L, S = opts.window, opts.stride
-    centre2 = 2 * pos0 + ref_len  # twice the allele centre (integer arithmetic)
-    t = math.floor((centre2 - L) / (2 * S) + 0.5)
-    start0 = t * S
-    left = pos0 - start0
-    right = start0 + L - (pos0 + ref_len)
-    if min(left, right) < opts.min_flank:
-        start0 = (centre2 - L) // 2
-    return start0, start0 + L
 
 
 def nucleotide_indicator(token_strings: list[str | None]) -> torch.Tensor:
@@ -182,36 +150,10 @@ def base_marginals(logprobs: torch.Tensor, indicator: torch.Tensor) -> torch.Ten
     return num / den
 
 
-# --------------------------------------------------------------------------- plan
+# --------------------------------------------------------------------------- scorer
 
 
-@dataclass
-class _Job:
-    """One forward pass: token ids, which slots are masked, what to read out."""
-
-    ids: np.ndarray
-    mask_from: int = 0  # masked token range [mask_from, mask_to); empty: unmasked pass
-    mask_to: int = 0
-    logprobs: torch.Tensor | None = None  # (n_masked, V) after the run
-    mean: torch.Tensor | None = None  # (C,) after an unmasked run
-    q: torch.Tensor | None = None  # (n_masked, Lmax, 4) base marginals, computed on first use
-
-
-@dataclass
-class _Allele:
-    row: int
-    ref_job: int  # unmasked ref pass
-    alt_job: int  # unmasked alt pass
-    masked_ref_job: int
-    masked_alt_job: int = -1  # indels only
-    kind: str = "sub"
-    # substitutions: (slot index in masked range, offset in token, ref base, alt base) per changed base
-    changes: list[tuple[int, int, str, str]] = field(default_factory=list)
-    ref_tokens: np.ndarray | None = None  # indels: actual masked token ids
-    alt_tokens: np.ndarray | None = None
-
-
-class GroverScorer:
+class GroverScorer(MaskedLMScorer):
     """The GROVER backend (:class:`~vareff.score.base.Scorer`): columns ``grover_*``.
 
     Parameters
@@ -224,235 +166,96 @@ class GroverScorer:
     """
 
     name = "grover"
+    cost_per_allele = 0.5  # s of model time per allele (chunk cutting): ~1-3 alleles/s on 2 CPU cores
+    label = "GROVER"
+    symbolic_first = False  # the window is read (REF, N checks) before a symbolic ALT is refused
 
     def __init__(self, model, *, batch_size: int = 16, options: GroverOptions | None = None,
                  precision: str | None = None):
         tok = model.tokenizer
         if tok.mask_id is None:
             raise ConfigError(f"{tok.source} has no [MASK] token", "GROVER's masked-marginal score needs the mask token")
-        self.model = model
-        self.tok = tok
-        self.batch_size = max(1, int(batch_size))
-        self.opts = options or GroverOptions()
+        super().__init__(model, batch_size=batch_size, options=options or GroverOptions(),
+                         max_tokens=model.config.max_position_embeddings)
         self.indicator = nucleotide_indicator(tok.token_strings)
         self._support = self.indicator.any(0).numpy()  # (Lmax, 4): base c occurs at offset o in some token
         self.takes_n = any(s and "N" in s for s in tok.token_strings)
-        self.max_tokens = model.config.max_position_embeddings
         self.precision = precision
         if precision == "bf16-delta" and not hasattr(model.module.layers[0].qkv, "weight_lp"):
             model.module.enable_delta(torch.bfloat16)
         self._special = [i for i in (tok.cls_id, tok.sep_id, tok.pad_id) if i is not None]
-        self.stats = {"alleles": 0, "passes": 0, "tokens": 0, "padded_tokens": 0}
-
-    # -- Scorer protocol ---------------------------------------------------------------------------
-    def schema(self) -> pa.Schema:
-        return pa.schema([pa.field(n, t, nullable=True) for n, t in COLUMNS])
-
-    def info_fields(self) -> list[InfoField]:
-        return [
-            InfoField("GROVER_LLR", "GROVER masked-marginal log-likelihood ratio alt vs ref (natural log)", "Float"),
-            InfoField("GROVER_EMB", "GROVER cosine distance between mean final embeddings of ref and alt windows", "Float"),
-        ]
 
     def provenance(self) -> dict[str, str]:
-        o = self.opts
-        return {
-            "grover.checkpoint": str(self.model.name),
-            "grover.weights": self.model.checksum(),
-            "grover.settings": f"window={o.window} stride={o.stride} min_flank={o.min_flank} max_allele={o.max_allele} "
-                               f"precision={self.precision} device={self.model.device}",
-        }
+        return self.provenance_with(f"{self.grid_settings()} precision={self.precision} device={self.model.device}")
 
-    def score(self, batch: AlleleBatch, genome: Genome) -> ScoreResult:
-        n = len(batch)
-        out_status: list[str | None] = [None] * n
-        cols = {name: [None] * n for name, _ in COLUMNS}
-        alleles, jobs = self._plan(batch, genome, out_status)
-        self._run(jobs, alleles, out_status)
-        for a in alleles:
-            if out_status[a.row] is not None:
-                continue
-            llr, n_masked = self._llr(a, jobs)
-            e_ref, e_alt = jobs[a.ref_job].mean, jobs[a.alt_job].mean
-            cos = torch.nn.functional.cosine_similarity(e_ref.double(), e_alt.double(), dim=0).item()
-            cols["grover_llr"][a.row] = llr
-            cols["grover_embedding_distance"][a.row] = 1.0 - cos
-            cols["grover_embedding_l2"][a.row] = torch.linalg.vector_norm(e_ref.double() - e_alt.double()).item()
-            cols["grover_masked_tokens"][a.row] = n_masked
-        self.stats["alleles"] += len(alleles)
-        columns = {name: pa.array(cols[name], type=t) for name, t in COLUMNS}
-        info = {
-            "GROVER_LLR": [None if v is None else f"{v:.4f}" for v in cols["grover_llr"]],
-            "GROVER_EMB": [None if v is None else f"{v:.4g}" for v in cols["grover_embedding_distance"]],
-        }
-        return ScoreResult(columns=columns, status=out_status, info=info)
+    # -- windows and passes ----------------------------------------------------------------------
+    def place(self, pos0: int, ref_len: int, span: tuple[int, int]) -> tuple[int, int]:
+        ws, we = window_for(pos0, ref_len, self.opts)
+        return max(ws, span[0]), min(we, span[1])  # clipped at the contig ends
 
-    # -- planning ----------------------------------------------------------------------------------
-    def _plan(self, batch: AlleleBatch, genome: Genome, out_status: list) -> tuple[list[_Allele], list[_Job]]:
-        o = self.opts
-        ref_seqs: dict[tuple[str, int, int], str] = {}
-        todo = []  # (row, window key, s, ref, alt, alt window seq)
-        for i in range(len(batch)):
-            if batch.status[i] not in SCORABLE:
-                continue
-            ref, alt = batch.norm_ref[i].upper(), batch.norm_alt[i].upper()
-            if len(ref) > o.max_allele or len(alt) > o.max_allele:
-                out_status[i] = Status.ALLELE_TOO_LONG.value
-                continue
-            if not ref and not alt:
-                out_status[i] = Status.NO_ALT.value
-                continue
-            chrom, pos0 = batch.chrom[i], int(batch.norm_pos1[i]) - 1
-            span = genome.span(chrom)
-            if span is None:
-                out_status[i] = Status.CONTIG_NOT_IN_FASTA.value
-                continue
-            ws, we = window_for(pos0, len(ref), o)
-            ws, we = max(ws, span[0]), min(we, span[1])
-            key = (chrom, ws, we)
-            seq = ref_seqs.get(key)
-            if seq is None:
-                seq = ref_seqs[key] = genome.fetch(chrom, ws, we)
-            s = pos0 - ws
-            if s < 0 or s + len(ref) > len(seq) or seq[s:s + len(ref)] != ref:
-                out_status[i] = Status.REF_MISMATCH.value
-                continue
-            if not self.takes_n and ("N" in seq or "N" in alt):
-                out_status[i] = Status.N_IN_WINDOW.value
-                continue
-            if set(alt) - set("ACGTN"):
-                out_status[i] = Status.SYMBOLIC_ALLELE.value
-                continue
-            todo.append((i, key, s, ref, alt, seq[:s] + alt + seq[s + len(ref):]))
-        if not todo:
-            return [], []
+    def window_status(self, seq: str, alt: str) -> str | None:
+        if not self.takes_n and ("N" in seq or "N" in alt):
+            return Status.N_IN_WINDOW.value
+        return None
 
-        # tokenize every distinct ref and alt window once
-        ref_keys = list({t[1]: None for t in todo})
-        alt_seqs = list({t[5]: None for t in todo})
-        encs = self.tok.encode([ref_seqs[k] for k in ref_keys] + alt_seqs)
-        ref_enc = dict(zip(ref_keys, encs[: len(ref_keys)]))
-        alt_enc = dict(zip(alt_seqs, encs[len(ref_keys):]))
-
-        jobs: list[_Job] = []
-        index: dict[tuple, int] = {}
-
-        def job(ids: np.ndarray, a: int = 0, b: int = 0) -> int:
-            """Index of the pass running ``ids`` with tokens [a, b) masked (identical inputs run once)."""
-            if b > a:
-                ids = ids.copy()
-                ids[a:b] = self.tok.mask_id
-            key = (a, b, ids.tobytes())
-            j = index.get(key)
-            if j is None:
-                j = index[key] = len(jobs)
-                jobs.append(_Job(ids=ids, mask_from=a, mask_to=b))
-            return j
-
-        alleles = []
-        for row, key, s, ref, alt, alt_seq in todo:
-            er, ea = ref_enc[key], alt_enc[alt_seq]
-            if max(len(er), len(ea)) > self.max_tokens:
-                out_status[row] = Status.MODEL_ERROR.value
-                log.warning("GROVER window %s:%d-%d has %d tokens > the model's %d positions; "
-                            "lower the window option", key[0], key[1] + 1, key[2], max(len(er), len(ea)), self.max_tokens)
-                continue
-            rj = job(er.ids)
-            aj = job(ea.ids)
-            sub = None
-            if len(ref) == len(alt):
-                diff = [x for x in range(len(ref)) if ref[x] != alt[x]]
-                i0, i1 = er.covering(s + diff[0], s + diff[-1] + 1)
-                changes = []
-                for x in diff:
-                    k = int(np.searchsorted(er.ends[i0:i1], s + x, side="right"))  # slot whose span holds s+x
-                    changes.append((k, s + x - int(er.starts[i0 + k]), ref[x], alt[x]))
-                if all(self._supported(off, b) for _, off, rb, ab in changes for b in (rb, ab)):
-                    sub = _Allele(row, rj, aj, job(er.ids, i0, i1), changes=changes)
-            if sub is not None:
-                alleles.append(sub)
-            else:  # length change, or a base no token can carry at its offset: token-level LLR
-                r0, r1, a0, a1 = _differing_tokens(er, ea, s, len(ref), len(alt))
-                mj = job(er.ids, r0, r1)
-                maj = job(ea.ids, a0, a1)
-                alleles.append(_Allele(row, rj, aj, mj, maj, kind="token",
-                                       ref_tokens=er.ids[r0:r1], alt_tokens=ea.ids[a0:a1]))
-        return alleles, jobs
+    def plan_site(self, site: Site, er, ea, add) -> Plan:
+        s, ref, alt = site.s, site.ref, site.alt
+        rj, aj = add(er.ids), add(ea.ids)
+        if len(ref) == len(alt):
+            diff = [x for x in range(len(ref)) if ref[x] != alt[x]]
+            i0, i1 = er.covering(s + diff[0], s + diff[-1] + 1)
+            changes = []
+            for x in diff:
+                k = int(np.searchsorted(er.ends[i0:i1], s + x, side="right"))  # slot whose span holds s+x
+                changes.append((k, s + x - int(er.starts[i0 + k]), ref[x], alt[x]))
+            if all(self._supported(off, b) for _, off, rb, ab in changes for b in (rb, ab)):
+                return Plan(site.row, rj, aj, add(er.ids, i0, i1), kind="sub", extra=changes)
+        # length change, or a base no token can carry at its offset: token-level LLR
+        r0, r1, a0, a1 = _differing_tokens(er, ea, s, len(ref), len(alt))
+        mj = add(er.ids, r0, r1)
+        maj = add(ea.ids, a0, a1)
+        return Plan(site.row, rj, aj, mj, maj, ref_tokens=er.ids[r0:r1], alt_tokens=ea.ids[a0:a1])
 
     def _supported(self, offset: int, base: str) -> bool:
         """Whether some nucleotide token of the vocabulary has ``base`` at ``offset`` (else q is 0)."""
         return offset < self._support.shape[0] and bool(self._support[offset, _BASES.index(base)])
 
-    # -- running -----------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def _run(self, jobs: list[_Job], alleles: list[_Allele], out_status: list) -> None:
-        if not jobs:
-            return
+    # -- read-out --------------------------------------------------------------------------------
+    def embedding_mean(self, hidden: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
+        keep = torch.from_numpy(~np.isin(ids, self._special)).to(hidden.device)  # [CLS], [SEP], pads excluded
+        return hidden[keep].mean(0).cpu()
+
+    def llr(self, plan: Plan, jobs: list[Pass]) -> float | None:
+        if plan.kind != "sub":
+            return self.token_llr(plan, jobs)
+        m = jobs[plan.masked_ref]
+        if m.derived is None:
+            m.derived = base_marginals(m.logprobs, self.indicator)  # (n, Lmax, 4)
+        q = m.derived
+        total = 0.0
+        for k, off, rb, ab in plan.extra:
+            if off >= q.shape[1]:
+                return None
+            qa, qr = q[k, off, _BASES.index(ab)].item(), q[k, off, _BASES.index(rb)].item()
+            if not (qa > 0 and qr > 0):  # no token supports the base at that offset (or NaN)
+                return None
+            total += math.log(qa) - math.log(qr)
+        return total
+
+    # -- running ---------------------------------------------------------------------------------
+    def run_passes(self, jobs: list[Pass], plans: list[Plan]) -> None:
         if self.precision == "bf16-delta":
-            return self._run_delta(jobs, alleles, out_status)
-        order = sorted(range(len(jobs)), key=lambda j: len(jobs[j].ids))  # length-sorted: little padding
-        for b0 in range(0, len(order), self.batch_size):
-            self._run_full([jobs[j] for j in order[b0:b0 + self.batch_size]], jobs, alleles, out_status)
+            return self._run_delta(jobs, plans)
+        return super().run_passes(jobs, plans)
 
-    def _batch_arrays(self, part: list[_Job], T: int | None = None):
-        T = T or max(len(jb.ids) for jb in part)
-        ids = np.full((len(part), T), self.tok.pad_id or 0, dtype=np.int64)
-        am = np.zeros((len(part), T), dtype=bool)
-        for r, jb in enumerate(part):
-            ids[r, : len(jb.ids)] = jb.ids
-            am[r, : len(jb.ids)] = True
-        self.stats["passes"] += len(part)
-        self.stats["tokens"] += int(am.sum())
-        self.stats["padded_tokens"] += int(am.size)
-        dev = self.model.device
-        return torch.from_numpy(ids).to(dev), torch.from_numpy(am).to(dev)
-
-    def _fail(self, e: Exception, part: list[_Job], jobs: list[_Job], alleles: list[_Allele], out_status: list) -> None:
-        log.error("GROVER forward failed (%s: %s); its alleles get status model_error", type(e).__name__, e)
-        bad = {id(jb) for jb in part}
-        for a in alleles:
-            if any(id(jobs[j]) in bad for j in (a.ref_job, a.alt_job, a.masked_ref_job, a.masked_alt_job) if j >= 0):
-                out_status[a.row] = Status.MODEL_ERROR.value
-
-    def _run_full(self, part, jobs, alleles, out_status, capture: list | None = None):
-        """One batch of complete passes; returns the hidden states (or None on failure)."""
-        ids_t, am_t = self._batch_arrays(part)
-        try:
-            hidden = self.model.module.encode(ids_t, am_t, capture=capture)  # (B, T, C) float32
-        except Exception as e:  # a failed batch marks its alleles, the run goes on
-            self._fail(e, part, jobs, alleles, out_status)
-            return None
-        self._read_out(part, hidden)
-        return hidden
-
-    def _read_out(self, part: list[_Job], hidden: torch.Tensor) -> None:
-        """Unmasked passes: mean over non-special tokens; masked passes: log-probs at the masked slots."""
-        module, dev = self.model.module, self.model.device
-        sel_rows, sel_pos, owners = [], [], []
-        for r, jb in enumerate(part):
-            if jb.mask_to > jb.mask_from:
-                n = jb.mask_to - jb.mask_from
-                sel_rows += [r] * n
-                sel_pos += list(range(jb.mask_from, jb.mask_to))
-                owners.append((jb, n))
-            else:
-                keep = torch.from_numpy(~np.isin(jb.ids, self._special)).to(dev)
-                jb.mean = hidden[r, : len(jb.ids)][keep].mean(0).cpu()
-        if sel_rows:
-            rows = hidden[torch.tensor(sel_rows, device=dev), torch.tensor(sel_pos, device=dev)]  # (N, C)
-            lp = torch.log_softmax(module.mlm_logits(rows), dim=-1).cpu()  # (N, V)
-            k = 0
-            for jb, n in owners:
-                jb.logprobs = lp[k:k + n]
-                k += n
-
-    def _run_delta(self, jobs: list[_Job], alleles: list[_Allele], out_status: list) -> None:
+    @torch.inference_mode()
+    def _run_delta(self, jobs: list[Pass], plans: list[Plan]) -> None:
         """Reference windows in float32 (activations kept); passes with the same token count as their
         reference (masked passes, most SNV alt windows) as bfloat16 deltas from it; the rest in float32."""
         anchor_of: dict[int, int] = {}
-        for a in alleles:
+        for a in plans:
             ref_ids = jobs[a.ref_job].ids
-            for j in (a.masked_ref_job, a.alt_job):
+            for j in (a.masked_ref, a.alt_job):
                 if j != a.ref_job and len(jobs[j].ids) == len(ref_ids):
                     anchor_of.setdefault(j, a.ref_job)
         deps: dict[int, list[int]] = {}
@@ -467,7 +270,7 @@ class GroverScorer:
             rj = refs[g0:g0 + group]
             part = [jobs[j] for j in rj]
             capture: list = []
-            if self._run_full(part, jobs, alleles, out_status, capture=capture) is None:
+            if self.run_batch(part, capture=capture) is None:
                 continue
             T = max(len(jb.ids) for jb in part)
             for row, r in enumerate(rj):
@@ -476,38 +279,16 @@ class GroverScorer:
                                                      constant_values=self.tok.pad_id or 0)).to(self.model.device)
                 for d0 in range(0, len(dj), self.batch_size):
                     dpart = [jobs[j] for j in dj[d0:d0 + self.batch_size]]
-                    ids_t, am_t = self._batch_arrays(dpart, T)
+                    ids_t, am_t = self.batch_arrays(dpart, T)
                     try:
                         hidden = module.encode_delta(ids_t, am_t, capture, row, anchor_ids)
                     except Exception as e:
-                        self._fail(e, dpart, jobs, alleles, out_status)
+                        self.fail(e, dpart)
                         continue
-                    self._read_out(dpart, hidden)
+                    self.read_out(dpart, hidden)
             del capture
         for b0 in range(0, len(rest), self.batch_size):
-            self._run_full([jobs[j] for j in rest[b0:b0 + self.batch_size]], jobs, alleles, out_status)
-
-    # -- reduction ---------------------------------------------------------------------------------
-    def _llr(self, a: _Allele, jobs: list[_Job]) -> tuple[float | None, int]:
-        m = jobs[a.masked_ref_job]
-        n_masked = m.mask_to - m.mask_from
-        if a.kind == "sub":
-            if m.q is None:
-                m.q = base_marginals(m.logprobs, self.indicator)  # (n, Lmax, 4)
-            q = m.q
-            total = 0.0
-            for k, off, rb, ab in a.changes:
-                if off >= q.shape[1]:
-                    return None, n_masked
-                qa, qr = q[k, off, _BASES.index(ab)].item(), q[k, off, _BASES.index(rb)].item()
-                if not (qa > 0 and qr > 0):  # no token supports the base at that offset (or NaN)
-                    return None, n_masked
-                total += math.log(qa) - math.log(qr)
-            return total, n_masked
-        ma = jobs[a.masked_alt_job]
-        lr = m.logprobs.double()[torch.arange(n_masked), torch.from_numpy(a.ref_tokens)].sum().item()
-        la = ma.logprobs.double()[torch.arange(ma.mask_to - ma.mask_from), torch.from_numpy(a.alt_tokens)].sum().item()
-        return la - lr, n_masked
+            self.run_batch([jobs[j] for j in rest[b0:b0 + self.batch_size]])
 
 
 def _differing_tokens(er, ea, s: int, ref_len: int, alt_len: int) -> tuple[int, int, int, int]:

@@ -1,7 +1,7 @@
 """Model names and checkpoint directories -> backends (:class:`~vareff.score.base.Scorer`)."""
 from __future__ import annotations
 
-import json
+import importlib
 import os
 from pathlib import Path
 
@@ -21,9 +21,20 @@ BUILTIN = {
 CHECKPOINT_FAMILIES = {
     "bert": "GROVER-style BERT masked LM (PoetschLab/GROVER layout): grover_llr, grover_embedding_distance, "
             "...; options grover.* (docs/grover.md)",
+    "dnabert": "DNABERT v1 masked LM over overlapping k-mers (zhihan1996/DNA_bert_3..6: model_type bert with a "
+               "k-mer vocab.txt): dnabert_llr, dnabert_embedding_distance, ...; options dnabert.* (docs/dnabert.md)",
     "esm": "Nucleotide Transformer v1/v2 masked LM (nt_llr, nt_embedding_distance, ...; options nt.*), or "
            "SegmentNT (architectures: SegmentNT): segmentnt_<element>_delta for 14 elements, --segmentnt-k, "
            "--profiles (docs/nt_segmentnt.md)",
+}
+
+
+#: checkpoint family (``model_type``) -> the score module whose ``make_scorer(path, device=, dtype=,
+#: batch_size=, options=)`` builds its backend (docs/adding-a-model.md)
+SCORER_MODULES = {
+    "bert": "vareff.score.grover",
+    "dnabert": "vareff.score.dnabert",  # model_type bert, told apart by its k-mer vocab.txt
+    "esm": "vareff.score.nt",
 }
 
 
@@ -63,20 +74,18 @@ def make_scorer(spec: str, cfg: RunConfig) -> Scorer:
         if not cfg_file.exists():
             raise ConfigError(f"-m {spec}: the directory has no config.json",
                               "point -m at a Hugging Face checkpoint directory (config.json + weights)")
-        meta = json.loads(cfg_file.read_text())
+        from vareff.models.load import read_config
+
+        meta = read_config(path)  # CheckpointError (not a traceback) for invalid JSON / a non-object
         family = meta.get("model_type")
         if family == "bert":
-            from vareff.score.grover import make_scorer as make_grover
+            from vareff.encode.kmer_overlap import is_overlapping_kmer_checkpoint
 
-            return make_grover(str(path), device=device, dtype=None if cfg.dtype is None else resolve_dtype(cfg.dtype),
-                               batch_size=cfg.batch_size, options=cfg.model_options)
-        if family == "esm":
-            try:
-                from vareff.score.nt import make_scorer as make_nt
-            except ImportError:
-                raise ConfigError(f"-m {spec}: Nucleotide Transformer / SegmentNT checkpoints are not supported yet") from None
-            return make_nt(str(path), device=device, dtype=None if cfg.dtype is None else resolve_dtype(cfg.dtype),
-                           batch_size=cfg.batch_size, options=cfg.model_options)
+            family = "dnabert" if is_overlapping_kmer_checkpoint(path) else family
+        if family in SCORER_MODULES:
+            make = importlib.import_module(SCORER_MODULES[family]).make_scorer
+            return make(str(path), device=device, dtype=None if cfg.dtype is None else resolve_dtype(cfg.dtype),
+                        batch_size=cfg.batch_size, options=cfg.model_options)
         raise ConfigError(f"-m {spec}: model_type {family!r} in config.json is not a supported family",
                           f"supported: {', '.join(CHECKPOINT_FAMILIES)}")
     if os.sep in spec or spec.startswith("."):

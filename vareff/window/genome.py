@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pysam
 
 from vareff.errors import ConfigError, InputError
-from vareff.window.contigs import resolve_contig
+from vareff.window.contigs import alias_candidates, resolve_contig
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,9 @@ class Genome:
         hit = self._cache.get(chrom, ...)
         if hit is not ...:
             return hit
-        if chrom in self._explicit:
-            hit = self._explicit[chrom]
+        key = self.map_key_for(chrom)
+        if key is not None:
+            hit = ContigSlice(chrom, self._explicit[key].fasta_contig, self._explicit[key].offset0)
         else:
             name = resolve_contig(chrom, self.lengths)
             hit = ContigSlice(chrom, name, 0) if name is not None else None
@@ -83,6 +84,24 @@ class Genome:
                 log.info("contig %r is named %r in the FASTA; using it", chrom, name)
         self._cache[chrom] = hit
         return hit
+
+    def map_key_for(self, chrom: str) -> str | None:
+        """The ``--contig-map`` key that names VCF contig ``chrom`` (``17``/``chr17``, ``MT``/``chrM``
+        match each other, as everywhere else), or None."""
+        for cand in alias_candidates(chrom):
+            if cand in self._explicit:
+                return cand
+        return None
+
+    def unused_map_keys(self, vcf_contigs) -> list[str]:
+        """``--contig-map`` keys that name none of ``vcf_contigs`` (a likely typo or wrong build)."""
+        used = {self.map_key_for(c) for c in vcf_contigs}
+        return [k for k in self._explicit if k not in used]
+
+    @property
+    def contigs(self) -> list[str]:
+        """The FASTA's contig names, in file order."""
+        return list(self.lengths)
 
     def span(self, chrom: str) -> tuple[int, int] | None:
         """Genomic [start0, end0) that the FASTA covers for ``chrom``."""

@@ -12,43 +12,59 @@ workers at once; as the manifest has a single writer, each worker records a fini
 chunk in its own marker ``<k>.done.json`` instead (written after the parts), and the
 driver folds the markers into the manifest (:meth:`PartStore.adopt_markers`) before it
 finalizes.  Resume then means: rescore the chunks that have no marker.
+
+The run holds an exclusive lock on the parts folder (``lock.py``), so two runs never write the
+same output; failed writes (full disk, permissions) become one :class:`OutputError` that says
+how to resume.  Streamed outputs (stdout, FIFOs) skip the parts (``stream.py``).  A ``.vcf.gz``
+of unsorted input is sorted from the parts in bounded memory before it is indexed (``sort.py``).
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pysam
 
 from vareff.config import OutputSpec
-from vareff.errors import ResumeError
+from vareff.errors import OutputError, ResumeError
+from vareff.write.lock import LOCK_NAME, acquire
+from vareff.write.sort import sorted_lines, unsorted_at
+from vareff.write.stream import StreamSink, bgzf_bytes, tsv_body, tsv_head
+from vareff.write.target import final_path, is_stream, parts_dir
 
 log = logging.getLogger(__name__)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave half a file behind
+        raise
 
 
 def _bgzf_bytes(text: str, tmpdir: Path) -> bytes:
     """BGZF-compress ``text`` (BGZF members concatenate into a valid BGZF file)."""
     tmp = tmpdir / f".bgzf-{os.getpid()}-{id(text)}"
-    with pysam.BGZFile(str(tmp), "wb") as fh:
-        fh.write(text.encode())
-    data = tmp.read_bytes()
-    tmp.unlink()
-    return data
+    try:
+        with pysam.BGZFile(str(tmp), "wb") as fh:
+            fh.write(text.encode())
+        return tmp.read_bytes()
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_part_files(parts_dir: Path, outputs: tuple[OutputSpec, ...], k: int, table: pa.Table,
@@ -85,38 +101,63 @@ def read_markers(parts_dir: Path) -> dict[int, dict]:
 
 
 class PartStore:
-    """Part files + manifest for one run."""
+    """Part files + manifest + lock for one run's file outputs; streamed outputs are written as chunks come.
+
+    ``outputs`` may mix files and streams (``-``, FIFOs, devices; see ``target.py``).  The parts
+    folder belongs to the first file output; every file output's folder is locked (one output,
+    one writer) until :meth:`finalize` or :meth:`release`.  A run with only streams keeps no parts.
+    """
 
     def __init__(self, outputs: tuple[OutputSpec, ...], fingerprint: str, resume: bool):
-        first = Path(outputs[0].path)
-        self.dir = first.with_name(f".{first.name}.vareff-parts")
         self.outputs = outputs
+        self.files = tuple(o for o in outputs if not is_stream(o.path))
+        self.streams = [StreamSink(o) for o in outputs if is_stream(o.path)]
         self.fingerprint = fingerprint
         self.chunks_done = 0
         self.state: dict = {"fingerprint": fingerprint, "chunks": 0, "records": 0, "status_counts": {}}
+        self.dir: Path | None = None
+        self.locks: list = []
+        self._started = False  # True once this run owns the parts (fresh or resumed)
+        if not self.files:
+            return
+        self.dir = parts_dir(self.files[0].path)
+        try:
+            self._open(resume)
+        except BaseException:
+            self.release()
+            raise
+
+    def _open(self, resume: bool) -> None:
+        for o in self.files:  # the first lock is the parts folder's own
+            self.locks.append(acquire(parts_dir(o.path), o.path))
+        stale = self.locks[0].previous
         manifest = self.dir / "manifest.json"
-        if self.dir.exists() and self._finished_chunks(manifest) == 0:
-            shutil.rmtree(self.dir)  # nothing finished: nothing to lose by starting over
-        if self.dir.exists():
-            if not resume:
-                raise ResumeError(
-                    f"an interrupted run left its finished chunks in {str(self.dir)!r}",
-                    "pass --resume to continue it, or delete that folder to start over",
-                )
-            try:
-                self.state = json.loads(manifest.read_text())
-            except (OSError, ValueError):
-                self.state = {"fingerprint": fingerprint, "chunks": 0, "records": 0, "status_counts": {}}
-            if self.state.get("fingerprint") != fingerprint:
-                raise ResumeError(
-                    "--resume: the interrupted run used other inputs or options than this one",
-                    f"rerun with exactly the same command, or delete {str(self.dir)!r} to start over",
-                )
-            self.chunks_done = int(self.state["chunks"])
-            log.info("resuming after %d finished chunks (%d records)", self.chunks_done, self.state["records"])
-        else:
-            self.dir.mkdir(parents=True)
-            self._save_manifest()
+        if self._finished_chunks(manifest) == 0:
+            self._clear()  # nothing finished: nothing to lose by starting over
+            self._started = True
+            with self._writing(self.dir / "manifest.json"):
+                self._save_manifest()
+            return
+        who = f" (PID {stale}, no longer running)" if stale else ""
+        if not resume:
+            raise ResumeError(
+                f"an interrupted run{who} left its finished chunks in {str(self.dir)!r}",
+                "pass --resume to continue it, or delete that folder to start over",
+            )
+        try:
+            self.state = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            self.state = {"fingerprint": self.fingerprint, "chunks": 0, "records": 0, "status_counts": {}}
+        if self.state.get("fingerprint") != self.fingerprint:
+            raise ResumeError(
+                "--resume: the interrupted run used other inputs or options than this one",
+                f"rerun with exactly the same command, or delete {str(self.dir)!r} to start over",
+            )
+        self.chunks_done = int(self.state["chunks"])
+        self._started = True
+        if stale:
+            log.info("took over the output lock of the interrupted run (PID %d, no longer running)", stale)
+        log.info("resuming after %d finished chunks (%d records)", self.chunks_done, self.state["records"])
 
     @staticmethod
     def _finished_chunks(manifest: Path) -> int:
@@ -126,6 +167,59 @@ class PartStore:
             return int(json.loads(manifest.read_text())["chunks"])
         except (OSError, ValueError, KeyError, TypeError):
             return 0
+
+    def _clear(self) -> None:
+        """Remove everything in the parts folder but the lock."""
+        for p in self.dir.iterdir():
+            if p.name == LOCK_NAME:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        """Drop the locks (finished parts stay, for --resume; folders with nothing finished go);
+        close the streams.  Idempotent."""
+        for s in self.streams:
+            s.close()
+        for i, lk in enumerate(self.locks):
+            if lk.fd < 0:
+                continue
+            empty = i > 0 or self._finished_chunks(self.dir / "manifest.json") == 0
+            if empty and i == 0:
+                self._clear()
+            lk.release(unlink=empty, restore=not self._started)
+            if empty:
+                try:
+                    lk.path.parent.rmdir()
+                except OSError:
+                    pass
+
+    @contextmanager
+    def _writing(self, path: Path):
+        """Turn a failed write (full disk, permissions) into one clear error that says how to resume."""
+        try:
+            yield
+        except OSError as e:
+            if isinstance(e, BrokenPipeError):
+                raise
+            n = int(self.state.get("chunks", 0))
+            why = e.strerror or str(e)
+            kept = f" (the {n} finished chunks are kept in {str(self.dir)!r})" if n else ""
+            first = ("free space on that filesystem" if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                     else "fix the cause")
+            hint = f"{first}, then rerun the same command with --resume{kept}"
+            raise OutputError(f"cannot write {str(path)!r}: {why}", hint) from None
+
+    def open_streams(self, schema: pa.Schema, vcf_header: str | None) -> None:
+        """Start the streamed outputs (header first); call once the header is known."""
+        try:
+            for s in self.streams:
+                s.open(schema, vcf_header)
+        except BaseException:
+            self.release()
+            raise
 
     def adopt_markers(self, n_chunks: int) -> None:
         """Distributed runs: every chunk ``0..n_chunks-1`` has a marker; record them in the manifest
@@ -140,7 +234,8 @@ class PartStore:
                 sc[s] = sc.get(s, 0) + c
         self.state.update(chunks=n_chunks, records=sum(markers[k]["records"] for k in range(n_chunks)),
                           status_counts=sc)
-        self._save_manifest()
+        with self._writing(self.dir / "manifest.json"):
+            self._save_manifest()
 
     @property
     def records_done(self) -> int:
@@ -151,53 +246,130 @@ class PartStore:
 
     def write_chunk(self, k: int, table: pa.Table, vcf_text: str | None, n_records: int,
                     status_counts: dict[str, int]) -> None:
-        """Persist chunk ``k``; the manifest is updated last, so a chunk counts only when whole."""
-        write_part_files(self.dir, self.outputs, k, table, vcf_text)
-        self.state["chunks"] = k + 1
-        self.state["records"] += n_records
-        sc = self.state["status_counts"]
+        """Persist chunk ``k``; the manifest is updated last, so a chunk counts only when whole.
+        Streams get the chunk right after."""
+        if self.dir is not None:
+            with self._writing(self.dir):
+                write_part_files(self.dir, self.files, k, table, vcf_text)
+        sc = dict(self.state["status_counts"])
         for s, c in status_counts.items():
             sc[s] = sc.get(s, 0) + c
-        self._save_manifest()
+        before = self.state
+        self.state = dict(before, chunks=k + 1, records=before["records"] + n_records, status_counts=sc)
+        if self.dir is not None:
+            try:
+                with self._writing(self.dir / "manifest.json"):
+                    self._save_manifest()
+            except OutputError:
+                self.state = before  # chunk k is not recorded: --resume scores it again
+                raise
+        for st in self.streams:
+            st.write(table, vcf_text)
 
     def _parts(self, suffix: str) -> list[Path]:
         return [self.dir / f"{k:08d}{suffix}" for k in range(int(self.state["chunks"]))]
 
     def finalize(self, schema: pa.Schema, vcf_header: str | None) -> None:
-        """Assemble every output atomically, then remove the parts."""
-        for o in self.outputs:
-            final = Path(o.path)
-            tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
-            if o.format == "parquet":
-                with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
-                    for p in self._parts(".parquet"):
-                        for rg in range(pq.ParquetFile(p).num_row_groups):
-                            w.write_table(pq.ParquetFile(p).read_row_group(rg).cast(schema))
-            elif o.format == "tsv":
+        """Assemble every file output atomically, close the streams, then remove the parts and locks."""
+        try:
+            for o in self.files:
+                final = final_path(o.path)
+                tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
+                try:
+                    with self._writing(final):
+                        self._assemble(o, final, tmp, schema, vcf_header)
+                        os.replace(tmp, final)
+                except BaseException:
+                    for junk in (tmp, Path(str(tmp) + ".tbi")):
+                        junk.unlink(missing_ok=True)
+                    raise
+            for st in self.streams:
+                st.close()
+            for o in self.files:
+                remove_leftovers(final_path(o.path))
+        except BaseException:
+            self.release()
+            raise
+        if self.dir is not None:
+            self._clear()
+        for lk in self.locks:
+            lk.release(unlink=True)
+            try:
+                lk.path.parent.rmdir()
+            except OSError:
+                pass  # another run is already creating it again
+
+    def _assemble(self, o: OutputSpec, final: Path, tmp: Path, schema: pa.Schema, vcf_header: str | None) -> None:
+        if o.format == "parquet":
+            write_parquet(tmp, schema, self._parts(".parquet"))
+        elif o.format == "tsv":
+            with open(tmp, "wb") as fh:
+                fh.write(tsv_head(schema).encode())
+                for p in self._parts(".parquet"):
+                    fh.write(tsv_body(pq.read_table(p)))
+        elif not o.bgzip:
+            with open(tmp, "wb") as fh:
+                fh.write((vcf_header or "").encode())
+                for p in self._parts(".vcf"):
+                    with open(p, "rb") as src:
+                        shutil.copyfileobj(src, fh)
+        else:
+            parts = self._parts(".vcf.bgz")
+            why = unsorted_at(parts)
+            if why is None:
                 with open(tmp, "wb") as fh:
-                    first = True
-                    for p in self._parts(".parquet"):
-                        pl.read_parquet(p).write_csv(fh, separator="\t", include_header=first, null_value=".")
-                        first = False
-                    if first:  # no chunk at all: header only
-                        fh.write(("\t".join(schema.names) + "\n").encode())
+                    fh.write(bgzf_bytes(vcf_header or ""))
+                    for p in parts:
+                        with open(p, "rb") as src:
+                            shutil.copyfileobj(src, fh)
             else:
-                with open(tmp, "wb") as fh:
-                    if o.bgzip:
-                        fh.write(_bgzf_bytes(vcf_header or "", self.dir))
-                        for p in self._parts(".vcf.bgz"):
-                            with open(p, "rb") as src:
-                                shutil.copyfileobj(src, fh)
-                    else:
-                        fh.write((vcf_header or "").encode())
-                        for p in self._parts(".vcf"):
-                            with open(p, "rb") as src:
-                                shutil.copyfileobj(src, fh)
-                if o.bgzip:
-                    try:
-                        pysam.tabix_index(str(tmp), preset="vcf", force=True, keep_original=True)
-                        os.replace(str(tmp) + ".tbi", str(final) + ".tbi")
-                    except Exception as e:  # pysam raises OSError or its own errors here
-                        log.warning("could not tabix-index %s (is the input sorted?): %s", final, e)
-            os.replace(tmp, final)
-        shutil.rmtree(self.dir, ignore_errors=True)
+                log.warning("the input is not sorted (%s): sorting the records of %s by position so that it "
+                            "can be indexed (Parquet/TSV outputs keep the input order)", why, final)
+                with pysam.BGZFile(str(tmp), "wb") as fh:
+                    fh.write((vcf_header or "").encode())
+                    for line in sorted_lines(parts, vcf_header or "", self.dir / "sort"):
+                        fh.write(line.encode())
+            try:
+                pysam.tabix_index(str(tmp), preset="vcf", force=True, keep_original=True)
+                os.replace(str(tmp) + ".tbi", str(final) + ".tbi")
+            except OSError as e:
+                if e.errno is not None:
+                    raise  # a failing disk, not an unindexable file
+                log.warning("no index written for %s: tabix could not index it: %s", final, e)
+
+
+#: rows per Parquet row group in the assembled file (per-chunk parts are merged up to this)
+ROW_GROUP_ROWS = 65_536
+
+
+def write_parquet(path: Path, schema: pa.Schema, parts: list[Path]) -> None:
+    """Concatenate part files into one Parquet file with row groups of ``ROW_GROUP_ROWS`` rows
+    (the last may be smaller); memory holds at most one row group."""
+    with pq.ParquetWriter(path, schema, compression="zstd") as w:
+        buf: list[pa.Table] = []
+        n = 0
+        for p in parts:
+            t = pq.read_table(p).cast(schema)
+            buf.append(t)
+            n += t.num_rows
+            while n >= ROW_GROUP_ROWS:
+                whole = pa.concat_tables(buf)
+                w.write_table(whole.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
+                rest = whole.slice(ROW_GROUP_ROWS)
+                buf, n = [rest], rest.num_rows
+        if n:
+            w.write_table(pa.concat_tables(buf), row_group_size=ROW_GROUP_ROWS)
+
+
+_LEFTOVER = r"\.tmp-(\d+)(\.tbi|\.csi)?$"
+
+
+def remove_leftovers(final: Path) -> None:
+    """Remove ``<final>.tmp-PID`` files left by a run killed while assembling ``final``
+    (the caller holds the output's lock, so no live run owns them)."""
+    pat = re.compile(re.escape(final.name) + _LEFTOVER)
+    for p in final.parent.glob(final.name + ".tmp-*"):
+        m = pat.match(p.name)
+        if m and int(m.group(1)) != os.getpid():
+            log.info("removing %s, left by an interrupted run", p)
+            p.unlink(missing_ok=True)

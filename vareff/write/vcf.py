@@ -5,14 +5,18 @@ import shlex
 
 import cyvcf2
 
-from vareff import __version__
+from vareff._version import __version__
 from vareff.score.base import InfoField
+from vareff.write.provenance import header_lines, provenance_of
 
 STATUS_FIELD = InfoField("vareff_status", "vareff per-allele status: ok, or why the allele was not scored")
 
 
-def prepare_header(vcf: cyvcf2.VCF, fields: list[InfoField], command: str) -> str:
-    """Register INFO fields with the reader (so records accept them) and return the output header text."""
+def prepare_header(vcf: cyvcf2.VCF, fields: list[InfoField], command: str, schema=None) -> str:
+    """Register INFO fields with the reader (so records accept them) and return the output header text.
+
+    ``schema``: the run's output schema; its provenance (version, command, models with weights
+    checksums and options, lookup tables) becomes ``##vareff...`` lines (see ``provenance.py``)."""
     present = set()
     for line in vcf.raw_header.splitlines():
         if line.startswith("##INFO=<ID="):
@@ -21,9 +25,10 @@ def prepare_header(vcf: cyvcf2.VCF, fields: list[InfoField], command: str) -> st
         if f.id not in present:
             vcf.add_info_to_header({"ID": f.id, "Number": f.number, "Type": f.type, "Description": f.description})
     lines = vcf.raw_header.rstrip("\n").split("\n")
-    extra = [f"##vareffVersion={__version__}"]
-    if command:
-        extra.append(f"##vareffCommand={command}")
+    prov = provenance_of(schema)
+    if not prov:
+        prov = {"version": __version__, "command": command}
+    extra = header_lines(prov)
     return "\n".join(lines[:-1] + extra + lines[-1:]) + "\n"
 
 

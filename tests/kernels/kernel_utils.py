@@ -1,11 +1,15 @@
-"""Helpers for the kernel tests: tolerance table and a comparison that reports mismatch counts.
+"""The kernel tests' shared fixture module: dtypes, tolerance table, random data and a comparison
+that reports mismatch counts.
 
-Loaded by path (see ``load_utils`` in each test file) under a unique module name, so it never
-collides with another test folder's ``utils`` module.
+Imported as ``import kernel_utils as U`` (pytest puts this folder on ``sys.path``); the name is
+unique, so it never collides with another test folder's helpers.
 """
 from __future__ import annotations
 
 import torch
+
+#: dtypes the CPU runs test (the Triton interpreter has no bfloat16)
+CPU_DTYPES = [torch.float32, torch.float16]
 
 #: (atol, rtol) per dtype for kernel vs float32 eager reference.  fp32 uses ieee dot products
 #: (never TF32), so only summation order differs; fp16/bf16 allow a few units in the last place

@@ -1,0 +1,1 @@
+"""Reports over finished outputs: metrics on labelled alleles, plots, the HTML run report."""
