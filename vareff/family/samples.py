@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from vareff.family.genotypes import (CARRIER, PARTIAL, ZYGOSITY, format_int, haploid_context, sex_chrom,
+from vareff.family.genotypes import (CARRIER, HET, MISSING, PARTIAL, ZYGOSITY, format_int, haploid_context, sex_chrom,
                                      stack_genotypes, zygosity)
 from vareff.family.inheritance import Thresholds, parent_of_origin, trio_flags
 from vareff.family.ped import Pedigree, Trio
@@ -92,13 +92,15 @@ def chunk_table(spec: SampleSpec, recs: list[RecordGenotypes | None], record: np
     ch = np.array([chrom[i] for i in idx], dtype=object)
     male_hap, mito = haploid_context(ch, pos1[idx], spec.build)
     codes = zygosity(g, alt_index[idx], male_hap, mito, spec.is_male)
-    male_x_het = int(((codes == 1) & male_hap[:, None] & spec.is_male[None, :]).sum())
+    inconsistent = (codes == HET) & male_hap[:, None] & spec.is_male[None, :]
+    male_x_het = int(inconsistent.sum())
     is_x = male_hap & np.array([sex_chrom(c) == "X" for c in ch], dtype=bool)
+    ruled = np.where(inconsistent, MISSING, codes)  # a het male X/Y call never satisfies a rule
 
     flags: dict[str, dict[str, np.ndarray]] = {}
     for t in spec.trios:
-        fl = trio_flags(codes, gq if has_gq else None, dp if has_dp else None, spec.col, t, is_x, spec.thresholds)
-        fl["from_father"], fl["from_mother"] = parent_of_origin(codes, spec.col, t)
+        fl = trio_flags(ruled, gq if has_gq else None, dp if has_dp else None, spec.col, t, is_x, spec.thresholds)
+        fl["from_father"], fl["from_mother"] = parent_of_origin(ruled, spec.col, t)
         flags[t.proband] = fl
 
     sub = codes[:, spec.sel]
