@@ -154,7 +154,7 @@ def test_ray_engine_and_local_run_cut_the_same_chunks(shared_data, tmp_path, mon
     written = []
     orig = run_mod.PartStore.write_chunk
     monkeypatch.setattr(run_mod.PartStore, "write_chunk",
-                        lambda self, k, t, v, n, sc: (written.append(n), orig(self, k, t, v, n, sc)))
+                        lambda self, k, t, v, n, sc, *rest: (written.append(n), orig(self, k, t, v, n, sc, *rest)))
     summary = run_mod.run(cfg)
     assert summary.records == 50
     # 60 s per allele: one record per chunk (without the estimate: one chunk per contig, 2 records each)

@@ -11,6 +11,8 @@ score_vcf(input, output, *, fasta=None, models=None, ...) -> RunSummary
     the summary has counts per status, hits per evidence source and alleles/s.
 score_variants(variants, *, fasta=None, models=None, ...) -> polars.DataFrame
     Score a DataFrame of alleles (chrom, pos, ref, alt) in memory.
+shortlist(result, *, samples=None, probands=None, top=None) -> polars.DataFrame
+    Each proband's carried alleles of a scored trio/cohort result, ranked (``vareff shortlist``).
 calibrate_vcf(labelled_vcf, output, **score_options) -> PriorityModel
     Fit the priority maps on a ClinVar-labelled VCF (what ``vareff calibrate`` does).
 load_model(path, *, device=..., dtype=...) -> LoadedModel
@@ -27,10 +29,10 @@ Example::
 from vareff._version import __version__
 from vareff.errors import Status, VareffError
 
-__all__ = ["__version__", "score_vcf", "score_variants", "calibrate_vcf", "load_model", "RunConfig",
+__all__ = ["__version__", "score_vcf", "score_variants", "calibrate_vcf", "shortlist", "load_model", "RunConfig",
            "VareffError", "Status"]
 
-_API = ("score_vcf", "score_variants", "calibrate_vcf")
+_API = ("score_vcf", "score_variants", "calibrate_vcf", "shortlist")
 
 
 def __getattr__(name):  # lazy: keep `import vareff` light (no torch import until needed)

@@ -49,6 +49,14 @@ def score_vcf(
     strict: bool = False,
     store: str | os.PathLike | None = None,
     store_use: Sequence[str] = (),
+    samples: str = "all",
+    samples_output: str | os.PathLike | None = None,
+    all_genotypes: bool = False,
+    ped: str | os.PathLike | None = None,
+    min_gq: int = 20,
+    min_dp: int = 10,
+    max_af: Sequence[str] = (),
+    build: str = "GRCh38",
 ) -> RunSummary:
     """Score every allele of a VCF/VCF.gz/BCF (``"-"``: stdin) and write Parquet/VCF/TSV.
 
@@ -79,6 +87,14 @@ def score_vcf(
     strict
         Raise :class:`~vareff.errors.InputError` (and write nothing) when under 1% of the
         alleles could be placed on the FASTA; by default that is a warning.
+    samples, samples_output, all_genotypes, ped, min_gq, min_dp, build
+        Genotype-aware output (docs/family.md): the per-(allele, sample) table
+        ``OUT.samples.parquet`` (``"all"``, ``"none"`` or ``"A,B"``; carriers only unless
+        ``all_genotypes``), trio inheritance flags from a PED file, de novo GQ/DP limits, and the
+        build whose pseudo-autosomal regions decide male X/Y zygosity.
+    max_af
+        ``"FIELD<=X"`` limits on INFO fields: alleles above are flagged ``common`` (a column;
+        their ``priority`` is multiplied by 0.1), never dropped.
     progress
         A live bar on a terminal, else a log line every 30 s (``VAREFF_PROGRESS_INTERVAL``).
     chunk_size
@@ -141,6 +157,9 @@ def score_vcf(
         command=command if command is not None else "vareff.score_vcf(...)",
         model_options=dict(model_options or {}), engine=engine, ray_address=ray_address, shards=shards,
         strict=strict, store=resolve_store(store), store_use=tuple(store_use),
+        samples=samples, samples_output=os.fspath(samples_output) if samples_output else None,
+        all_genotypes=all_genotypes, ped=os.fspath(ped) if ped else None, min_gq=min_gq, min_dp=min_dp,
+        max_af=tuple(max_af), build=build,
     )
     if cfg.engine == "ray":
         from vareff.engine.distributed import run_distributed
@@ -223,3 +242,37 @@ def calibrate_vcf(labelled_vcf: str | os.PathLike, output: str | os.PathLike, **
     model = calibrate(joined, info={"labelled_vcf": os.path.basename(os.fspath(labelled_vcf))})
     model.save(output)
     return model
+
+
+def shortlist(result: str | os.PathLike, *, samples: str | os.PathLike | None = None,
+              probands: Sequence[str] | None = None, top: int | None = None,
+              include_common: bool = False) -> pl.DataFrame:
+    """Each proband's carried alleles of a scored result, ranked (docs/family.md).
+
+    ``result`` is the per-allele Parquet of ``score_vcf``; ``samples`` its samples table (default:
+    ``<result>.samples.parquet`` beside it, written when the run had ``ped``). Alleles with any
+    inheritance flag come first, then by ``priority``. Returns a polars DataFrame.
+    """
+    from vareff.errors import InputError
+    from vareff.family.shortlist import shortlist as rank
+
+    result = os.fspath(result)
+    if samples is None:
+        base = result[: -len(".parquet")] if result.endswith(".parquet") else result
+        samples = base + ".samples.parquet"
+    for path, what in ((result, "scored result"), (os.fspath(samples), "samples table")):
+        if not os.path.isfile(path):
+            raise InputError(f"the {what} {path!r} does not exist",
+                             "score the trio VCF to Parquet with --ped first: vareff score IN.vcf.gz ... "
+                             "--ped FAMILY.ped -o OUT.parquet (writes OUT.samples.parquet)")
+    try:
+        alleles, table = pl.read_parquet(result), pl.read_parquet(samples)
+    except Exception as e:  # polars raises several kinds for a file that is not Parquet
+        raise InputError(f"cannot read {result!r} / {os.fspath(samples)!r} as Parquet: {e}",
+                         "pass the Parquet files vareff score wrote") from None
+    if "is_proband" not in table.columns or not table.get_column("is_proband").fill_null(False).any():
+        if probands is None:
+            raise InputError(f"{os.fspath(samples)!r} marks no proband",
+                             "score with --ped FAMILY.ped (affected samples are probands), or name them here")
+    return rank(alleles, table, list(probands) if probands is not None else None, top=top,
+                include_common=include_common)

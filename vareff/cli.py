@@ -116,6 +116,7 @@ def _score_parser_options(p, calibrate: bool) -> None:
     p.add_argument("--store-use", action="append", default=[], metavar="ID",
                    help="also serve alleles from this imported store configuration (vareff store import); "
                         "repeatable")
+    _family_options(p)
     p.add_argument("--strict", action="store_true",
                    help="fail (exit 2) when under 1%% of the alleles can be placed on the FASTA (default: a warning)")
     p.add_argument("--no-progress", action="store_true",
@@ -180,6 +181,23 @@ def _lookup_options(p, with_priority: bool) -> None:
                        help="priority maps from `vareff calibrate` (default: uncalibrated)")
 
 
+def _family_options(p) -> None:
+    g = p.add_argument_group("genotypes, families and frequency (docs/family.md)")
+    g.add_argument("--samples", default="all", metavar="all|none|NAME[,NAME...]",
+                   help="samples whose genotypes go into OUT.samples.parquet (default: all, when the VCF has "
+                        "samples and an output is Parquet or --ped is given)")
+    g.add_argument("--samples-output", metavar="PATH", help="where to write the samples table (Parquet)")
+    g.add_argument("--all-genotypes", action="store_true",
+                   help="keep every (allele, sample) row in the samples table, not only carriers")
+    g.add_argument("--ped", metavar="PED", help="6-column PED file: trio inheritance flags for affected probands")
+    g.add_argument("--min-gq", type=int, default=20, help="de novo: minimum GQ of proband and parents (default 20)")
+    g.add_argument("--min-dp", type=int, default=10, help="de novo: minimum DP of proband and parents (default 10)")
+    g.add_argument("--max-af", action="append", default=[], metavar="FIELD<=X",
+                   help="flag alleles whose INFO FIELD exceeds X as common (column, priority x0.1); repeatable")
+    g.add_argument("--build", default="GRCh38", choices=["GRCh38", "GRCh37"],
+                   help="genome build of the pseudo-autosomal regions (male chrX/chrY zygosity; default GRCh38)")
+
+
 def _score_kwargs(args) -> dict:
     return dict(
         fasta=args.fasta, models=args.models, regions=args.region, contig_map=args.contig_map, device=args.device,
@@ -192,6 +210,8 @@ def _score_kwargs(args) -> dict:
         annotation_transcripts=args.annotation_transcripts, priority=getattr(args, "priority", None),
         progress=not (args.no_progress or args.quiet), model_options=model_options(args), strict=args.strict,
         store=args.store, store_use=args.store_use,
+        samples=args.samples, samples_output=args.samples_output, all_genotypes=args.all_genotypes, ped=args.ped,
+        min_gq=args.min_gq, min_dp=args.min_dp, max_af=args.max_af, build=args.build,
     )
 
 
@@ -254,6 +274,18 @@ def _cmd_models(args, argv) -> int:
     return 0
 
 
+def _cmd_shortlist(args, argv) -> int:
+    from vareff.api import shortlist
+    from vareff.family.output import write_table
+
+    df = shortlist(args.result, samples=args.samples, probands=args.proband, top=args.top,
+                   include_common=args.include_common)
+    write_table(df, args.output)
+    per = df.group_by("proband").len().sort("proband").iter_rows() if df.height else []
+    log.info("wrote %s: %s", args.output, ", ".join(f"{p} {n} alleles" for p, n in per) or "no carried allele")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="vareff", description="Variant-effect scoring with DNA foundation models.")
     p.add_argument("-V", "--version", action="version", version=f"vareff {__version__}")
@@ -274,6 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
                                   "per evidence kind; write them as JSON for `vareff score --priority`.")
     _score_parser_options(c, calibrate=True)
     c.set_defaults(func=_cmd_calibrate)
+    sl = _subcommand(sub, "shortlist", help="rank each proband's alleles of a scored trio/cohort result",
+                     description="Join OUT.samples.parquet to OUT.parquet (both written by `vareff score --ped`) and "
+                                 "rank each proband's carried alleles: inheritance flags first, then priority.")
+    sl.add_argument("result", help="per-allele Parquet written by vareff score")
+    sl.add_argument("-o", "--output", required=True, metavar="OUT", help="shortlist (.tsv or .parquet)")
+    sl.add_argument("--samples", metavar="PARQUET", help="samples table (default: RESULT's .samples.parquet)")
+    sl.add_argument("--proband", action="append", metavar="SAMPLE", help="only these probands (repeatable)")
+    sl.add_argument("--top", type=int, metavar="N", help="the first N alleles per proband")
+    sl.add_argument("--include-common", action="store_true", help="keep alleles flagged common (--max-af)")
+    sl.set_defaults(func=_cmd_shortlist)
     from vareff.report.cli import add_report_parsers
 
     add_report_parsers(sub, _score_parser_options)

@@ -84,6 +84,18 @@ class RunConfig:
     store: str | None = None
     #: imported store configurations (``vareff store import``) to serve alleles missing from the run's own
     store_use: tuple[str, ...] = ()
+    #: genotype-aware output (docs/family.md): ``all``, ``none`` or comma-separated sample names
+    samples: str = "all"
+    samples_output: str | None = None
+    #: keep every (allele, sample) row, not only carriers
+    all_genotypes: bool = False
+    ped: str | None = None
+    min_gq: int = 20
+    min_dp: int = 10
+    #: ``FIELD<=X`` population-frequency limits over INFO fields (flag ``common``, never drop)
+    max_af: tuple[str, ...] = ()
+    #: genome build for the pseudo-autosomal regions (male X/Y zygosity)
+    build: str = "GRCh38"
 
     def __post_init__(self):
         if not self.outputs:
@@ -104,6 +116,10 @@ class RunConfig:
             raise ConfigError("--strict is checked by the local engine only", "drop --strict or use --engine local")
         if self.engine == "local" and (self.ray_address or self.shards):
             raise ConfigError("--ray-address and --shards apply to the Ray engine", "add --engine ray")
+        if self.build not in ("GRCh38", "GRCh37"):
+            raise ConfigError(f"--build {self.build!r} is not known", "use GRCh38 or GRCh37")
+        if self.min_gq < 0 or self.min_dp < 0:
+            raise ConfigError("--min-gq and --min-dp must be at least 0")
         paths = [o.path for o in self.outputs]
         if len(set(paths)) != len(paths):
             raise ConfigError("the same output path is given twice")

@@ -39,8 +39,9 @@ from vareff.config import RunConfig
 from vareff.errors import ConfigError, MissingDependencyError, VareffError
 from vareff.engine.progress import Progress
 from vareff.engine.run import (BLOCK, Pipeline, RunSummary, allele_cost, build_lookups, build_scorers, iter_chunks,
-                               open_genome, process_chunk, run_fingerprint)
+                               open_genome, process_chunk, run_fingerprint, with_samples_output)
 from vareff.read.vcf import Region, VcfReader
+from vareff.family.engine import samples_output
 from vareff.write.parts import PartStore, read_markers, write_marker, write_part_files
 from vareff.write.target import check_outputs, is_stream
 from vareff.write.target import parts_dir as parts_folder
@@ -213,6 +214,7 @@ class ShardWorker:
         cfg = self.cfg
         regions = [] if shard.segments else [Region.parse(r) for r in cfg.regions]
         reader = VcfReader(cfg.input, regions=regions, threads=cfg.threads or 1, allow_truncated=cfg.allow_truncated)
+        self.outputs = with_samples_output(cfg, self.pipe, list(reader.vcf.samples))
         if self.want_vcf:  # registers vareff's INFO fields with this reader, so records accept them
             prepare_header(reader.vcf, self.pipe.info_fields(), cfg.command)
         done = read_markers(self.parts_dir)
@@ -226,7 +228,7 @@ class ShardWorker:
                     raise RuntimeError(f"{shard.describe()} has more chunks than planned: did the input change?")
                 if k not in done:
                     res = process_chunk(self.pipe, reader, chunk, self.want_vcf)
-                    write_part_files(self.parts_dir, cfg.outputs, k, res.table, res.vcf_text)
+                    write_part_files(self.parts_dir, self.outputs, k, res.table, res.vcf_text, res.samples)
                     write_marker(self.parts_dir, k, res.n_records, res.status_counts)
                     out["scored"] += 1
                     out["alleles"] += res.n_alleles
@@ -350,7 +352,11 @@ def _schedule(ray, cfg, chunks, shards, workers, new_worker, progress) -> Distri
     except ray.exceptions.RayTaskError as e:
         raise _cause(ray, e) from None
     # the fingerprint tells a ray run's markers apart from a local run's prefix manifest
-    store = PartStore(cfg.outputs, run_fingerprint(cfg, desc["provenance"], {"engine": "ray"}), cfg.resume)
+    reader = VcfReader(cfg.input, allow_truncated=cfg.allow_truncated)
+    sample_out = samples_output(cfg, list(reader.vcf.samples))  # the workers write its parts too
+    reader.close()
+    outputs = (*cfg.outputs, sample_out) if sample_out else cfg.outputs
+    store = PartStore(outputs, run_fingerprint(cfg, desc["provenance"], {"engine": "ray"}), cfg.resume)
     try:
         return _score_shards(ray, cfg, chunks, shards, workers, new_worker, progress, desc, store)
     except BaseException:

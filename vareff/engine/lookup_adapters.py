@@ -118,7 +118,14 @@ class PriorityColumns:
             return {"priority": pa.nulls(len(rows), pa.float64()), "priority_source": pa.nulls(len(rows), pa.string())}
         df = pl.DataFrame({c: pl.from_arrow(cols[c]) if isinstance(cols[c], (pa.Array, pa.ChunkedArray))
                            else pl.Series(c, cols[c]) for c in wanted}, height=len(rows))
-        return _to_arrow(self.model.apply(df), self.schema())
+        out = self.model.apply(df)
+        if "common" in cols:  # --max-af: the documented downgrade of common alleles (docs/family.md)
+            from vareff.family.frequency import COMMON_PRIORITY_FACTOR
+
+            common = pl.from_arrow(cols["common"]).fill_null(False)
+            out = out.with_columns(pl.when(common).then(pl.col("priority") * COMMON_PRIORITY_FACTOR)
+                                   .otherwise(pl.col("priority")).alias("priority"))
+        return _to_arrow(out, self.schema())
 
     def provenance(self) -> dict[str, str]:
         if not self.path:

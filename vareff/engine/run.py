@@ -32,6 +32,9 @@ from vareff.window.genome import ContigSlice, Genome
 from vareff.engine.checks import NOT_PLACED, placement_hint, placement_problem, preview, warn_no_hits
 from vareff.engine.progress import FilePosition, Progress, quick_record_count
 from vareff.engine.signals import RunInterrupted, StopSignals
+from vareff.family.engine import (chunk_samples, frequency_columns, frequency_fields, frequency_limits, record_info,
+                                  sample_spec, samples_output)
+from vareff.family.samples import SampleSpec
 from vareff.write.parts import PartStore
 from vareff.write.target import check_outputs
 from vareff.write.vcf import STATUS_FIELD, prepare_header, record_lines
@@ -219,7 +222,9 @@ class Pipeline:
     def __init__(self, cfg: RunConfig, scorers: list[Scorer], genome: Genome | None, lookups=None):
         self.cfg, self.scorers, self.genome = cfg, scorers, genome
         self.lookups = lookups or []
-        extra = [f for lk in self.lookups for f in lk.schema()]
+        self.max_af = frequency_limits(cfg)
+        self.samples: SampleSpec | None = None  # set by attach_samples() when the VCF has genotypes to keep
+        extra = frequency_fields(self.max_af) + [f for lk in self.lookups for f in lk.schema()]
         meta = {"version": __version__, "command": cfg.command, "models": [s.provenance() for s in scorers],
                 "lookups": [lk.provenance() for lk in self.lookups]}
         self._meta = meta
@@ -249,11 +254,18 @@ class Pipeline:
         """Normalize, score and look up a chunk given as :class:`Record` objects."""
         return self.process_rows(split_records(records, self.genome, self.cfg.max_allele_length))
 
-    def process_columns(self, cols: tuple[list, ...]) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
-        """The same for a chunk given as (chrom, pos1, id, ref, alts, malformed) columns."""
-        return self.process_rows(split_columns(*cols, self.genome, self.cfg.max_allele_length))
+    def process_columns(self, cols: tuple[list, ...], info: dict[str, list] | None = None
+                        ) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
+        """The same for a chunk given as (chrom, pos1, id, ref, alts, malformed) columns
+        (``info``: INFO values per record of the ``--max-af`` fields)."""
+        return self.process_rows(split_columns(*cols, self.genome, self.cfg.max_allele_length), info)
 
-    def process_rows(self, rows: AlleleRows) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
+    def attach_samples(self, vcf_samples: list[str]) -> None:
+        """Keep genotypes (``--samples``/``--ped``) of the input's samples in a samples table."""
+        self.samples = sample_spec(self.cfg, vcf_samples)
+
+    def process_rows(self, rows: AlleleRows, info: dict[str, list] | None = None
+                     ) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
         batch = rows.batch()
         model_status, model_cols, model_info = [], [], []
         for s in self.scorers:
@@ -276,6 +288,8 @@ class Pipeline:
             cols[f"{s.name}_status"] = ps
             for f in s.schema():
                 cols[f.name] = mc[f.name]
+        if self.max_af:
+            cols.update(frequency_columns(self.max_af, info, rows.record, rows.allele_index))
         for lk in self.lookups:
             cols.update(lk.annotate(rows, cols))
         cols = {k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v) for k, v in cols.items()}
@@ -338,6 +352,9 @@ class ChunkResult:
     status_counts: dict[str, int]
     where: str
     hits: dict[str, int] = field(default_factory=dict)
+    #: the per-(allele, sample) rows (None without a samples table) and heterozygous male X calls
+    samples: pa.Table | None = None
+    male_x_het: int = 0
 
 
 def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool) -> ChunkResult:
@@ -345,15 +362,17 @@ def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool
     records; shared by :func:`run` and the distributed workers so both cut identical outputs.
     For VCF output the reader's header must already hold vareff's INFO fields (``prepare_header``)."""
     cols = _columns(chunk, reader, pipe.cfg.skip_malformed, pipe.warn)
-    rows, table, model_info = pipe.process_columns(cols)
+    info = record_info(chunk, cols[5], pipe.max_af) if pipe.max_af else None
+    rows, table, model_info = pipe.process_columns(cols, info)
     vcf_text = None
     if want_vcf:
         infos = pipe.vcf_info(rows, len(chunk), model_info)
         variants = [None if m else v for (v, _), m in zip(chunk, cols[5])]
         vcf_text = "".join(record_lines(variants, infos))
+    samples, male_x_het = chunk_samples(pipe.samples, chunk, cols[5], rows, table) if pipe.samples else (None, 0)
     counts = rows.df.get_column("status").value_counts()
     return ChunkResult(table, vcf_text, len(chunk), len(rows), dict(zip(*counts.to_dict(as_series=False).values())),
-                       f"{cols[0][-1]}:{cols[1][-1]}", pipe.hits(table))
+                       f"{cols[0][-1]}:{cols[1][-1]}", pipe.hits(table), samples, male_x_het)
 
 
 #: chunks never span a block of this many bases (nor two contigs), so a genomic shard of whole
@@ -431,6 +450,17 @@ def build_lookups(cfg: RunConfig) -> list:
     return make_lookups(cfg)
 
 
+def with_samples_output(cfg: RunConfig, pipe: Pipeline, vcf_samples: list[str]):
+    """``cfg.outputs`` plus the samples table (docs/family.md) when the input has genotypes to keep;
+    attaches the sample selection and pedigree to ``pipe``."""
+    spec = samples_output(cfg, vcf_samples)
+    if spec is None:
+        return cfg.outputs
+    check_outputs((spec,), cfg.resume)
+    pipe.attach_samples(vcf_samples)
+    return (*cfg.outputs, spec)
+
+
 def run(cfg: RunConfig) -> RunSummary:
     """Score ``cfg.input`` into every ``cfg.outputs`` (see module doc)."""
     check_outputs(cfg.outputs, cfg.resume)
@@ -441,11 +471,13 @@ def run(cfg: RunConfig) -> RunSummary:
                        allow_truncated=cfg.allow_truncated)
     want_vcf = any(o.format == "vcf" for o in cfg.outputs)
     header = prepare_header(reader.vcf, pipe.info_fields(), cfg.command, pipe.schema) if want_vcf else None
-    store = PartStore(cfg.outputs, _fingerprint(cfg, scorers), cfg.resume)
+    outputs = with_samples_output(cfg, pipe, list(reader.vcf.samples))
+    store = PartStore(outputs, _fingerprint(cfg, scorers), cfg.resume)
     store.open_streams(pipe.schema, header)
     progress = make_progress(cfg, reader)
     cost = allele_cost(scorers)
     vcf_contigs: set[str] = set()
+    male_x_het = [0]
     k = 0
 
     def flush(chunk):
@@ -463,7 +495,8 @@ def run(cfg: RunConfig) -> RunSummary:
             hits = store.state.setdefault("hits", {})  # saved with the chunk's manifest update
             for src, n in res.hits.items():
                 hits[src] = hits.get(src, 0) + n
-            store.write_chunk(k, res.table, res.vcf_text, res.n_records, res.status_counts)
+            store.write_chunk(k, res.table, res.vcf_text, res.n_records, res.status_counts, res.samples)
+            male_x_het[0] += res.male_x_het
         progress.update(res.n_records, res.n_alleles, res.where)
         k += 1
 
@@ -499,10 +532,14 @@ def run(cfg: RunConfig) -> RunSummary:
     store.finalize(pipe.schema, header)
     summary = RunSummary(records=int(store.state["records"]), alleles=sum(counts.values()),
                          seconds=progress.seconds, status_counts=counts,
-                         outputs=tuple(o.path for o in cfg.outputs),
+                         outputs=tuple(o.path for o in outputs),
                          hits={k_: int(v) for k_, v in store.state.get("hits", {}).items()},
                          store=pipe.store_counts())
     if problem:
         log.warning("%s\nHint: %s", problem, placement_hint(vcf_contigs, genome.contigs))
+    if male_x_het[0]:
+        log.warning("%d genotype calls of males (PED sex 1) on chrX/chrY outside the pseudo-autosomal regions are "
+                    "heterozygous: check the PED sexes and --build (these stay 'het', never 'hemizygous')",
+                    male_x_het[0])
     warn_no_hits(summary, skip=tuple(s.name for s in scorers) if problem else ())  # models: same cause
     return summary

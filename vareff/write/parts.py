@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 import pysam
 
 from vareff.config import OutputSpec
+from vareff.family.engine import SAMPLES_FORMAT, SAMPLES_SUFFIX, assemble_samples, write_samples_part
 from vareff.errors import OutputError, ResumeError
 from vareff.write.lock import LOCK_NAME, acquire
 from vareff.write.sort import sorted_lines, unsorted_at
@@ -68,8 +69,11 @@ def _bgzf_bytes(text: str, tmpdir: Path) -> bytes:
 
 
 def write_part_files(parts_dir: Path, outputs: tuple[OutputSpec, ...], k: int, table: pa.Table,
-                     vcf_text: str | None) -> None:
-    """Write chunk ``k``'s part files (each atomically) for every output format in ``outputs``."""
+                     vcf_text: str | None, samples: pa.Table | None = None) -> None:
+    """Write chunk ``k``'s part files (each atomically) for every output format in ``outputs``
+    (``samples``: the chunk's per-(allele, sample) rows, for a samples-table output)."""
+    if samples is not None and any(o.format == SAMPLES_FORMAT for o in outputs):
+        write_samples_part(parts_dir, k, samples)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     _atomic_write_bytes(parts_dir / f"{k:08d}.parquet", sink.getvalue().to_pybytes())
@@ -245,12 +249,12 @@ class PartStore:
         _atomic_write_bytes(self.dir / "manifest.json", json.dumps(self.state).encode())
 
     def write_chunk(self, k: int, table: pa.Table, vcf_text: str | None, n_records: int,
-                    status_counts: dict[str, int]) -> None:
+                    status_counts: dict[str, int], samples: pa.Table | None = None) -> None:
         """Persist chunk ``k``; the manifest is updated last, so a chunk counts only when whole.
         Streams get the chunk right after."""
         if self.dir is not None:
             with self._writing(self.dir):
-                write_part_files(self.dir, self.files, k, table, vcf_text)
+                write_part_files(self.dir, self.files, k, table, vcf_text, samples)
         sc = dict(self.state["status_counts"])
         for s, c in status_counts.items():
             sc[s] = sc.get(s, 0) + c
@@ -302,6 +306,8 @@ class PartStore:
     def _assemble(self, o: OutputSpec, final: Path, tmp: Path, schema: pa.Schema, vcf_header: str | None) -> None:
         if o.format == "parquet":
             write_parquet(tmp, schema, self._parts(".parquet"))
+        elif o.format == SAMPLES_FORMAT:
+            assemble_samples(tmp, self._parts(SAMPLES_SUFFIX), schema.metadata)
         elif o.format == "tsv":
             with open(tmp, "wb") as fh:
                 fh.write(tsv_head(schema).encode())

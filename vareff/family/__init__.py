@@ -1,0 +1,1 @@
+"""Genotype-aware output: zygosity per (allele, sample), pedigrees, trio inheritance flags, shortlists."""
