@@ -91,20 +91,22 @@ def test_shards_cut_the_single_process_chunks(tmp_path):
     assert any(len(s.segments) > 1 for s in shards), "some shard should span two contigs"
 
 
-def test_ray_output_is_the_single_process_output_model_free(ray_local, tmp_path):
+@pytest.mark.parametrize("name", ["idx", "plain", pytest.param("regions", marks=pytest.mark.slow)])
+def test_ray_output_is_the_single_process_output_model_free(ray_local, tmp_path, name):
     """Indexed input (shards through the index), the same file unindexed (record ranges), and -r regions."""
     gz = _dense_vcf(tmp_path)
     plain = tmp_path / "dense.vcf"
     kw = dict(models=[], chunk_size=8, command="vareff score (test)")
-    for name, inp, extra in [("idx", gz, {}), ("plain", plain, {}),
-                             ("regions", gz, {"regions": ["chr1:500000-3500000", "chrX"]})]:
-        ref, got = _outputs(tmp_path, f"{name}_local"), _outputs(tmp_path, f"{name}_ray")
-        s1 = vareff.score_vcf(inp, ref, **kw, **extra)
-        s2 = vareff.score_vcf(inp, got, engine="ray", shards=7, **kw, **extra)
-        assert s2.records == s1.records and s2.status_counts == s1.status_counts
-        assert s2.chunks_scored > 1 and s2.shards > 2
-        _same_files(ref + [tmp_path / f"{name}_local.vcf.gz.tbi"], got + [tmp_path / f"{name}_ray.vcf.gz.tbi"])
-    assert vareff.score_vcf(plain, tmp_path / "n.parquet", **kw).records == 153
+    inp, extra = {"idx": (gz, {}), "plain": (plain, {}),
+                  "regions": (gz, {"regions": ["chr1:500000-3500000", "chrX"]})}[name]
+    ref, got = _outputs(tmp_path, f"{name}_local"), _outputs(tmp_path, f"{name}_ray")
+    s1 = vareff.score_vcf(inp, ref, **kw, **extra)
+    s2 = vareff.score_vcf(inp, got, engine="ray", shards=7, **kw, **extra)
+    assert s2.records == s1.records and s2.status_counts == s1.status_counts
+    assert s2.chunks_scored > 1 and s2.shards > 2
+    _same_files(ref + [tmp_path / f"{name}_local.vcf.gz.tbi"], got + [tmp_path / f"{name}_ray.vcf.gz.tbi"])
+    if name == "plain":
+        assert s1.records == 153
 
 
 def test_cli_engine_ray(ray_local, shared_data, tmp_path):
@@ -143,6 +145,7 @@ def spliceai_reference(shared_data, tmp_path_factory):
     return vcf, outs
 
 
+@pytest.mark.slow  # the killed-worker test below checks the same bytes (after a retry) in the default run
 def test_ray_output_is_the_single_process_output_spliceai(ray_local, shared_data, spliceai_reference, tmp_path):
     vcf, ref = spliceai_reference
     got = _outputs(tmp_path, "ray", ("parquet", "vcf.gz"))
@@ -200,9 +203,11 @@ def test_killed_worker_is_replaced_and_its_shard_retried(ray_local, shared_data,
     s, killed = _run_with_a_kill(vcf, got, _spliceai_kw(shared_data))
     assert killed, "no worker was caught scoring"
     assert len(s.retried) == 1 and "worker died" in s.retried[0] and "chr17:" in s.retried[0]
+    assert s.status_counts == {"ok": N_RECORDS - 1, "malformed_record": 1} and s.workers == 2
     _same_files(ref, got)
 
 
+@pytest.mark.slow  # two SpliceAI runs on Ray; the default run has the retry above and test_failing_shard below
 def test_shard_lost_with_its_worker_then_resume_scores_only_the_missing_chunks(
         ray_local, shared_data, spliceai_reference, tmp_path, monkeypatch):
     vcf, ref = spliceai_reference
