@@ -91,7 +91,7 @@ def test_shards_cut_the_single_process_chunks(tmp_path):
     assert any(len(s.segments) > 1 for s in shards), "some shard should span two contigs"
 
 
-@pytest.mark.parametrize("name", ["idx", "plain", pytest.param("regions", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["idx", "plain", "regions"])
 def test_ray_output_is_the_single_process_output_model_free(ray_local, tmp_path, name):
     """Indexed input (shards through the index), the same file unindexed (record ranges), and -r regions."""
     gz = _dense_vcf(tmp_path)
@@ -207,7 +207,6 @@ def test_killed_worker_is_replaced_and_its_shard_retried(ray_local, shared_data,
     _same_files(ref, got)
 
 
-@pytest.mark.slow  # two SpliceAI runs on Ray; the default run has the retry above and test_failing_shard below
 def test_shard_lost_with_its_worker_then_resume_scores_only_the_missing_chunks(
         ray_local, shared_data, spliceai_reference, tmp_path, monkeypatch):
     vcf, ref = spliceai_reference
