@@ -26,13 +26,21 @@ def tubb8_paths(shared: Path) -> dict[str, str]:
     }
 
 
-def shifted_pangolin_vcf(shared: Path, out: Path) -> Path:
-    """The Pangolin BRCA1 VCF moved to GRCh38 (+1,847,983); its space-separated first record is kept as is."""
-    lines = []
+def shifted_pangolin_vcf(shared: Path, out: Path, records: int | None = None) -> Path:
+    """The Pangolin BRCA1 VCF moved to GRCh38 (+1,847,983); its space-separated first record is kept as is.
+
+    ``records``: keep only the first that many records (the malformed first one included), for
+    end-to-end tests that need a few model-scored chunks rather than all 36 records.
+    """
+    lines, n = [], 0
     for line in (shared / "golden" / "pangolin" / "brca.vcf").read_text().splitlines():
         f = line.split("\t")
-        if not line.startswith("#") and len(f) >= 8:
-            f[1] = str(int(f[1]) + PANGOLIN_SHIFT)
+        if not line.startswith("#"):
+            n += 1
+            if records is not None and n > records:
+                break
+            if len(f) >= 8:
+                f[1] = str(int(f[1]) + PANGOLIN_SHIFT)
         lines.append("\t".join(f))
     out.write_text("\n".join(lines) + "\n")
     return out

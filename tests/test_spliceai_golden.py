@@ -16,7 +16,8 @@ def _golden_rows(shared):
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
-@pytest.mark.parametrize("annotation", ["excerpt", "grch37"])
+# the excerpt table is also read by the CLI test below (same rows, test.fa): the API run with it is `slow`
+@pytest.mark.parametrize("annotation", [pytest.param("excerpt", marks=pytest.mark.slow), "grch37"])
 def test_golden_delta_scores_via_api(shared_data, annotation):
     """All 8 golden rows (2 variants x chrom naming x FASTA naming) through score_variants."""
     p = tubb8_paths(shared_data)

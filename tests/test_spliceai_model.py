@@ -72,16 +72,31 @@ def test_valid_execution_equals_keras_same_padding(ensemble):
     torch.testing.assert_close(ours, ref, atol=2e-6, rtol=1e-5)
 
 
+CONE_D, CONE_OFFSETS = 20, [0, 7, 130]
+
+
+@pytest.fixture(scope="module")
+def cone_segment(ensemble):
+    """One random segment and each window's reference outputs from a plain pass (shared by the
+    allele shapes below: only the alt side depends on the shape)."""
+    m = ensemble.members[0]
+    W = 2 * m.context + 2 * CONE_D + 1
+    seg = _random_onehot(1, W + 130, seed=1)
+    with torch.inference_mode():
+        per_window_ref = m(torch.cat([seg[:, :, o: o + W] for o in CONE_OFFSETS]))
+    return seg, per_window_ref
+
+
 @pytest.mark.parametrize("ref_len,alt_len,v0_shift", [(1, 1, 0), (3, 3, -2), (2, 2, 0), (1, 4, 0), (6, 1, 0),
                                                     (3, 5, -2), (1, 30, 0)])
-def test_cone_equals_full_window(ensemble, ref_len, alt_len, v0_shift):
+def test_cone_equals_full_window(ensemble, cone_segment, ref_len, alt_len, v0_shift):
     """Alt outputs from only the changed activations equal a full pass over the alt window
     (substitutions, insertions, deletions, complex alleles)."""
     m = ensemble.members[0]
-    D = 20
+    D = CONE_D
     W = 2 * m.context + 2 * D + 1
-    offsets = [0, 7, 130]
-    seg = _random_onehot(1, W + 130, seed=1)
+    offsets = CONE_OFFSETS
+    seg, per_window_ref = cone_segment
     v0 = m.context + D + v0_shift
     geom = m.cone_geometry(W, v0, ref_len, alt_len)
     req = _StashRequest(geom, [(0, o) for o in offsets], {})
@@ -94,7 +109,6 @@ def test_cone_equals_full_window(ensemble, ref_len, alt_len, v0_shift):
                              for i, w in enumerate(windows)])
         full = m(full_in)
         cone = m.forward_cone(alts.contiguous(), req.values, geom)
-        per_window_ref = m(torch.cat(windows))
     assert cone.shape == full.shape == (3, 3, 2 * D + 1 + alt_len - ref_len)
     torch.testing.assert_close(cone, full, atol=1e-6, rtol=1e-5)
     # the shared segment pass gives each window's reference outputs

@@ -18,6 +18,8 @@ import pytest
 
 pytest.importorskip("triton")
 
+pytestmark = pytest.mark.slow  # compiles eight kernels with ptxas in a subprocess (tens of seconds)
+
 REPO = Path(__file__).resolve().parents[2]
 SMALLEST_SHARED_LIMIT = 101376  # bytes per block on sm_86 / sm_89 (99 KB); sm_80 has 163 KB, sm_90 227 KB
 
