@@ -91,7 +91,8 @@ def test_shards_cut_the_single_process_chunks(tmp_path):
     assert any(len(s.segments) > 1 for s in shards), "some shard should span two contigs"
 
 
-@pytest.mark.parametrize("name", ["idx", "plain", "regions"])
+@pytest.mark.parametrize("name", ["idx", pytest.param("plain", marks=pytest.mark.slow),
+                                  pytest.param("regions", marks=pytest.mark.slow)])  # idx: the fast run's case
 def test_ray_output_is_the_single_process_output_model_free(ray_local, tmp_path, name):
     """Indexed input (shards through the index), the same file unindexed (record ranges), and -r regions."""
     gz = _dense_vcf(tmp_path)
@@ -109,6 +110,7 @@ def test_ray_output_is_the_single_process_output_model_free(ray_local, tmp_path,
         assert s1.records == 153
 
 
+@pytest.mark.slow  # the Python API path runs Ray in the fast suite (killed-worker and model-free tests)
 def test_cli_engine_ray(ray_local, shared_data, tmp_path):
     """The CLI path (a lookup-only run): Parquet content and VCF records equal (the recorded command differs)."""
     import polars as pl
@@ -207,6 +209,7 @@ def test_killed_worker_is_replaced_and_its_shard_retried(ray_local, shared_data,
     _same_files(ref, got)
 
 
+@pytest.mark.slow  # resume of a local run is in the fast suite (tests/test_resume.py)
 def test_shard_lost_with_its_worker_then_resume_scores_only_the_missing_chunks(
         ray_local, shared_data, spliceai_reference, tmp_path, monkeypatch):
     vcf, ref = spliceai_reference
@@ -226,6 +229,7 @@ def test_shard_lost_with_its_worker_then_resume_scores_only_the_missing_chunks(
     assert not parts.exists()
 
 
+@pytest.mark.slow  # the killed-worker test keeps the retry path in the fast suite
 def test_failing_shard_is_reported_while_the_others_finish(ray_local, shared_data, tmp_path):
     """A malformed record (line 30) fails its shard on every attempt; the other shards finish and
     a rerun with --resume tries only that shard again."""

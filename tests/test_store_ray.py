@@ -18,6 +18,7 @@ ray = pytest.importorskip("ray")
 OPTS = {"grover.window": 600, "grover.stride": 300, "grover.min_flank": 60}
 
 
+@pytest.mark.slow  # concurrent processes on one store are in the fast suite (tests/test_store_safety.py)
 def test_ray_workers_share_one_store(tmp_path):
     seq = random_seq(6000, seed=12)
     fa = write_fasta(tmp_path / "g.fa", {"chrT": seq})
