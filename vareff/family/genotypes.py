@@ -57,7 +57,7 @@ def stack_genotypes(arrays: list[np.ndarray]) -> np.ndarray:
     out = np.full((len(arrays), arrays[0].shape[0], p), -2, dtype=np.int16)
     for i, a in enumerate(arrays):
         out[i, :, : a.shape[1] - 1] = a[:, :-1]
-    return out
+    return out.astype(np.int8) if out.max(initial=0) < 127 else out  # int8: half the traffic in zygosity()
 
 
 def zygosity(gt: np.ndarray, alt_index: np.ndarray, male_haploid: np.ndarray, mito: np.ndarray,
@@ -69,7 +69,7 @@ def zygosity(gt: np.ndarray, alt_index: np.ndarray, male_haploid: np.ndarray, mi
     PARs, or anyone on MT, with every called allele the ALT -> hemizygous; all copies -> hom_alt;
     else het (a male called ``0/1`` on X stays het: :func:`male_x_het` counts these).
     """
-    a = np.asarray(alt_index, dtype=np.int16)[:, None, None]
+    a = np.asarray(alt_index, dtype=gt.dtype)[:, None, None]
     present = gt != -2
     miss = (gt == -1) & present
     ploidy = present.sum(-1)
@@ -89,9 +89,10 @@ def male_x_het(codes: np.ndarray, male_haploid: np.ndarray, is_male: np.ndarray)
     return int(((codes == HET) & male_haploid[:, None] & np.asarray(is_male)[None, :]).sum())
 
 
-def format_int(values: np.ndarray | None, n_samples: int) -> np.ndarray:
-    """cyvcf2 ``format(FIELD)`` (S, k) ints -> (S,) int32 with -1 for missing (or all -1 if absent)."""
-    if values is None:
-        return np.full(n_samples, -1, dtype=np.int32)
-    v = np.asarray(values)[:, 0].astype(np.int64)
-    return np.where(v < 0, -1, v).astype(np.int32)
+def format_ints(values: list[np.ndarray | None], n_samples: int) -> np.ndarray:
+    """cyvcf2 ``format(FIELD)`` arrays (S, k) per record -> (R, S) int32, -1 for missing or absent."""
+    out = np.full((len(values), n_samples), -1, dtype=np.int32)
+    for i, v in enumerate(values):
+        if v is not None:
+            out[i] = v[:, 0]
+    return np.where(out < 0, -1, out)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from vareff.family.genotypes import (CARRIER, HET, MISSING, PARTIAL, ZYGOSITY, format_int, haploid_context, sex_chrom,
-                                     stack_genotypes, zygosity)
+from vareff.family.genotypes import (CARRIER, HET, MISSING, PARTIAL, ZYGOSITY, format_ints, haploid_context,
+                                     sex_chrom, stack_genotypes, zygosity)
 from vareff.family.inheritance import Thresholds, parent_of_origin, trio_flags
 from vareff.family.ped import Pedigree, Trio
 
@@ -44,13 +44,11 @@ class SampleSpec:
 
 @dataclass
 class RecordGenotypes:
-    """One record's genotype indices (S, P+1) and FORMAT DP/GQ (S,), -1 = missing."""
+    """One record's genotype indices (S, P+1) and its FORMAT DP/GQ as cyvcf2 gives them (None if absent)."""
 
     gt: np.ndarray
-    dp: np.ndarray
-    gq: np.ndarray
-    has_dp: bool
-    has_gq: bool
+    dp: np.ndarray | None
+    gq: np.ndarray | None
 
 
 def _format(variant, name: str):
@@ -62,16 +60,22 @@ def _format(variant, name: str):
 
 
 def record_genotypes(variant, n_samples: int) -> RecordGenotypes:
-    """Read GT/DP/GQ of one cyvcf2 record (missing FORMAT fields give -1 and ``has_* = False``)."""
+    """Read GT/DP/GQ of one cyvcf2 record (a FORMAT field the record lacks is None)."""
     gt = variant.genotype.array() if variant.genotype is not None else np.full((n_samples, 3), -1, np.int16)
-    dp, gq = _format(variant, "DP"), _format(variant, "GQ")
-    return RecordGenotypes(np.asarray(gt), format_int(dp, n_samples), format_int(gq, n_samples),
-                           dp is not None, gq is not None)
+    return RecordGenotypes(gt, _format(variant, "DP"), _format(variant, "GQ"))
 
 
-def gt_text(alleles: np.ndarray, phased: bool) -> str:
-    """VCF GT text of one call (allele indices, -1 missing, -2 vector end)."""
-    return ("|" if phased else "/").join("." if a == -1 else str(int(a)) for a in alleles if a != -2)
+def gt_texts(alleles: np.ndarray, phased: np.ndarray) -> pl.Series:
+    """VCF GT text of calls (R, P) of allele indices (-1 missing, -2 past the ploidy), vectorised."""
+    sep = pl.Series(np.where(phased, "|", "/"))
+    out = None
+    for j in range(alleles.shape[1]):
+        a = pl.Series(alleles[:, j].astype(np.int64))
+        text = pl.select(pl.when(a == -2).then(None).when(a == -1).then(pl.lit("."))
+                         .otherwise(a.cast(pl.String))).to_series()
+        out = text if out is None else pl.select(
+            pl.when(text.is_null()).then(out).otherwise(pl.concat_str([out, sep, text]))).to_series()
+    return out.alias("gt")
 
 
 def chunk_table(spec: SampleSpec, recs: list[RecordGenotypes | None], record: np.ndarray, alt_index: np.ndarray,
@@ -93,10 +97,11 @@ def chunk_table(spec: SampleSpec, recs: list[RecordGenotypes | None], record: np
     used = sorted(set(record[idx].tolist()))
     where = {r: i for i, r in enumerate(used)}
     g = stack_genotypes([recs[r].gt for r in used])[[where[r] for r in record[idx]]]
-    dp = np.stack([recs[r].dp for r in used])[[where[r] for r in record[idx]]]
-    gq = np.stack([recs[r].gq for r in used])[[where[r] for r in record[idx]]]
-    has_dp = all(recs[r].has_dp for r in used)
-    has_gq = all(recs[r].has_gq for r in used)
+    n_samples = len(spec.vcf_samples)
+    dp = format_ints([recs[r].dp for r in used], n_samples)[[where[r] for r in record[idx]]]
+    gq = format_ints([recs[r].gq for r in used], n_samples)[[where[r] for r in record[idx]]]
+    has_dp = all(recs[r].dp is not None for r in used)
+    has_gq = all(recs[r].gq is not None for r in used)
     ch = np.array([chrom[i] for i in idx], dtype=object)
     male_hap, mito = haploid_context(ch, pos1[idx], spec.build)
     codes = zygosity(g, alt_index[idx], male_hap, mito, spec.is_male)
@@ -114,20 +119,26 @@ def chunk_table(spec: SampleSpec, recs: list[RecordGenotypes | None], record: np
     sub = codes[:, spec.sel]
     wanted = np.isin(sub, CARRIER) | (sub == PARTIAL) if spec.carriers_only else np.ones_like(sub, bool)
     ai, si = np.nonzero(wanted)
-    samples = [spec.selected[j] for j in si]
+    cols = spec.sel[si]
+    phase = np.stack([recs[r].gt[:, -1] for r in used])[[where[r] for r in record[idx]]]
+    names = np.asarray(spec.selected, dtype=object)[si]
+    is_proband = np.isin(names, list(flags))
     rows = {
-        "chrom": [chrom[idx[i]] for i in ai], "pos": pos1[idx][ai].astype(np.int64),
-        "ref": [ref[idx[i]] for i in ai], "alt": [alt[idx[i]] for i in ai],
-        "allele_index": alt_index[idx][ai].astype(np.int32), "sample": samples,
-        "gt": [gt_text(g[i, spec.sel[j]], bool(recs[record[idx[i]]].gt[spec.sel[j], -1]))
-               for i, j in zip(ai, si)],
-        "zygosity": [ZYGOSITY[c] for c in sub[ai, si]],
-        "dp": np.where(has_dp, dp[ai, spec.sel[si]], -1).astype(np.int32),
-        "gq": np.where(has_gq, gq[ai, spec.sel[si]], -1).astype(np.int32),
-        "is_proband": [s in flags for s in samples],
+        "chrom": np.asarray(chrom, dtype=object)[idx][ai], "pos": pos1[idx][ai].astype(np.int64),
+        "ref": np.asarray(ref, dtype=object)[idx][ai], "alt": np.asarray(alt, dtype=object)[idx][ai],
+        "allele_index": alt_index[idx][ai].astype(np.int32), "sample": names,
+        "gt": gt_texts(g[ai, cols], phase[ai, cols] != 0),
+        "zygosity": np.asarray(ZYGOSITY, dtype=object)[sub[ai, si]],
+        "dp": np.where(has_dp, dp[ai, cols], -1).astype(np.int32),
+        "gq": np.where(has_gq, gq[ai, cols], -1).astype(np.int32),
+        "is_proband": is_proband,
     }
     for name in ("de_novo", "hom_alt_het_parents", "x_linked", "from_father", "from_mother"):
-        rows[name] = [bool(flags[s][name][i]) if s in flags else None for i, s in zip(ai, samples)]
+        vals = np.zeros(len(ai), dtype=bool)
+        for proband, fl in flags.items():
+            mine = names == proband
+            vals[mine] = fl[name][ai[mine]]
+        rows[name] = pl.Series(name, vals).set(pl.Series(~is_proband), None)
     df = pl.DataFrame(rows, schema=SCHEMA)
     df = df.with_columns(pl.when(pl.col("dp") < 0).then(None).otherwise(pl.col("dp")).alias("dp"),
                          pl.when(pl.col("gq") < 0).then(None).otherwise(pl.col("gq")).alias("gq"))
