@@ -13,8 +13,6 @@ import json
 import logging
 import os
 import shutil
-from collections import Counter
-from itertools import chain
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,14 +21,15 @@ import torch
 
 from vareff._version import __version__
 from vareff.config import RunConfig
-from vareff.errors import SCORABLE, InputError, MalformedRecordError, Status
+from vareff.errors import SCORABLE, InputError, Status
 from vareff.normalize.alleles import AlleleRows, Record, split_columns, split_records
-from vareff.read.vcf import MAX_POS, BadRecord, Region, VcfReader, is_malformed, line_problem
+from vareff.read.vcf import Region, VcfReader, is_malformed
 from vareff.score.base import InfoField, Scorer, cost_per_allele
 from vareff.score.registry import make_scorer
 from vareff.window.genome import ContigSlice, Genome
 from vareff.engine.checks import NOT_PLACED, placement_hint, placement_problem, preview, warn_no_hits
 from vareff.engine.progress import FilePosition, Progress, quick_record_count
+from vareff.engine.records import Warnings, record_columns
 from vareff.engine.signals import RunInterrupted, StopSignals
 from vareff.family.engine import (chunk_samples, frequency_columns, frequency_fields, frequency_limits, record_info,
                                   sample_spec, samples_output)
@@ -83,20 +82,6 @@ class RunSummary:
             text += "; store: " + ", ".join(f"{m} {c['served']} served, {c['computed']} computed"
                                             for m, c in self.store.items())
         return text
-
-
-class _Warnings:
-    """At most ``cap`` warnings per reason, then one 'suppressing' line (counts go to the summary)."""
-
-    def __init__(self, cap: int = 10):
-        self.cap, self.seen = cap, Counter()
-
-    def __call__(self, reason: str, msg: str, *args) -> None:
-        self.seen[reason] += 1
-        if self.seen[reason] <= self.cap:
-            log.warning(msg, *args)
-        elif self.seen[reason] == self.cap + 1:
-            log.warning("further %s warnings suppressed; see the summary", reason)
 
 
 def output_schema(scorers: list[Scorer], extra: pa.Schema | None = None) -> pa.Schema:
@@ -159,63 +144,6 @@ def run_fingerprint(cfg: RunConfig, provenance: list[dict], extra: dict | None =
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _columns(chunk, reader: VcfReader, skip_malformed: bool, warn: _Warnings) -> tuple[list, ...]:
-    """cyvcf2 records -> (chrom, pos1, id, ref, alts, malformed) columns; malformed ones never touch REF/ID.
-
-    Malformed: lines htslib refused (:class:`BadRecord`) or parsed without REF (``end <= start``),
-    and, checked on the whole chunk at once so the normal path stays cheap, whitespace inside
-    CHROM/REF/ALT or a POS past 2^31-1.  Each stops the run, or with ``skip_malformed`` becomes a
-    ``malformed_record`` row (its key columns are nulled by :func:`split_columns`)."""
-    chrom, pos, ids, refs, alts, mal = [], [], [], [], [], []
-    for v, loc in chunk:
-        s = v.start
-        if v.end <= s:  # never read REF/ID of such a record
-            chrom.append(_malformed(reader, v, loc, None, skip_malformed, warn))
-            pos.append(0), ids.append(None), refs.append(""), alts.append(()), mal.append(True)
-            continue
-        chrom.append(v.CHROM), pos.append(s + 1), ids.append(v.ID), refs.append(v.REF), alts.append(v.ALT)
-        mal.append(False)
-    if (" " in "".join(filter(None, chrom)) or " " in "".join(refs) or " " in "".join(chain.from_iterable(alts))
-            or max(pos, default=0) > MAX_POS):
-        for i, (v, loc) in enumerate(chunk):
-            if mal[i]:
-                continue
-            problem = next((f"{name} {val!r} contains whitespace" for name, val in
-                            (("CHROM", chrom[i]), ("REF", refs[i]), *(("ALT", a) for a in alts[i])) if " " in val),
-                           None)
-            if problem is None and pos[i] > MAX_POS:
-                problem = f"POS {pos[i]} is larger than {MAX_POS} (2^31-1), the largest position vareff supports"
-            if problem is not None:
-                chrom[i] = _malformed(reader, v, loc, problem, skip_malformed, warn)
-                pos[i], ids[i], refs[i], alts[i], mal[i] = 0, None, "", (), True
-    return chrom, pos, ids, refs, alts, mal
-
-
-def _malformed(reader: VcfReader, v, loc, problem: str | None, skip_malformed: bool, warn: _Warnings) -> str | None:
-    """Raise MalformedRecordError for a malformed record, or warn (``skip_malformed``) and return
-    the CHROM its row gets (the first word of its line)."""
-    where = reader.describe(loc)
-    if isinstance(v, BadRecord):
-        text, problem = v.text, v.problem
-    else:
-        # (the line is read back while its text is shown; past the warning cap, its parsed CHROM will do)
-        text = reader.line_text(loc) if not skip_malformed or warn.seen["malformed_record"] < warn.cap else None
-        if problem is None:  # parsed without REF: never read REF/ID; say what is wrong from the text
-            problem = line_problem(text, reader.n_samples) if text is not None else "htslib could not parse REF/ALT"
-            text = text if text is not None else str(v).split("\t", 1)[0]
-        elif text is None:
-            text = v.CHROM
-    shown = (text or "")[:120]
-    if not skip_malformed:
-        raise MalformedRecordError(
-            f"{where}: malformed VCF record in {reader.path!r} ({problem}): {shown!r}",
-            "fix the line, or pass --skip-malformed to keep going (the record gets status malformed_record)",
-        )
-    warn("malformed_record", "%s: malformed VCF record skipped (%s): %r", where, problem, shown)
-    first = (text or "").split("\t", 1)[0] if "\t" in (text or "") else ((text or "").split() or [None])[0]
-    return first or None
-
-
 class Pipeline:
     """Normalize -> score -> (look up) one chunk of records; shared by ``score_vcf`` and ``score_variants``."""
 
@@ -230,7 +158,7 @@ class Pipeline:
         self._meta = meta
         self._schema = output_schema(scorers, pa.schema(extra) if extra else None).with_metadata(
             {"vareff": json.dumps(meta)})
-        self.warn = _Warnings()
+        self.warn = Warnings()
         self.store = None  # the score store hook (``--store``): lookups before, write-backs after each backend
         if getattr(cfg, "store", None) and scorers:
             from vareff.store import StoreHook
@@ -361,7 +289,7 @@ def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool
     """Normalize, score and look up one chunk of ``(variant, loc)`` items, and render its VCF
     records; shared by :func:`run` and the distributed workers so both cut identical outputs.
     For VCF output the reader's header must already hold vareff's INFO fields (``prepare_header``)."""
-    cols = _columns(chunk, reader, pipe.cfg.skip_malformed, pipe.warn)
+    cols = record_columns(chunk, reader, pipe.cfg.skip_malformed, pipe.warn)
     info = record_info(chunk, cols[5], pipe.max_af) if pipe.max_af else None
     rows, table, model_info = pipe.process_columns(cols, info)
     vcf_text = None
