@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from vareff._version import __version__
@@ -160,11 +161,10 @@ class Pipeline:
             {"vareff": json.dumps(meta)})
         self.warn = Warnings()
         self.store = None  # the score store hook (``--store``): lookups before, write-backs after each backend
-        if getattr(cfg, "store", None) and scorers:
+        if cfg.store and scorers:
             from vareff.store import StoreHook
 
-            self.store = StoreHook(cfg.store, scorers, genome, cfg.model_options, cfg.command,
-                                   use=getattr(cfg, "store_use", ()))
+            self.store = StoreHook(cfg.store, scorers, genome, cfg.model_options, cfg.command, use=cfg.store_use)
 
     @property
     def schema(self) -> pa.Schema:
@@ -230,9 +230,9 @@ class Pipeline:
         """Per evidence source, the alleles of a finished chunk that got a value: each model's
         scored alleles, and each lookup's own count (``hits``)."""
         out = {}
+        scorable = pa.array(sorted(SCORABLE))
         for s in self.scorers:
-            st = table.column(f"{s.name}_status").to_pylist()
-            out[s.name] = sum(x in SCORABLE for x in st)
+            out[s.name] = pc.sum(pc.is_in(table.column(f"{s.name}_status"), value_set=scorable)).as_py() or 0
         for lk in self.lookups:
             if hasattr(lk, "hits"):
                 out.update(lk.hits(table))
@@ -410,8 +410,10 @@ def run(cfg: RunConfig) -> RunSummary:
 
     def flush(chunk):
         nonlocal k
-        if len(vcf_contigs) < 10_000:
-            vcf_contigs.update(v.CHROM for v, _ in chunk if not is_malformed(v))
+        # a chunk never spans two contigs: its first well-formed record names its contig
+        first = next((v for v, _ in chunk if not is_malformed(v)), None)
+        if first is not None and len(vcf_contigs) < 10_000:
+            vcf_contigs.add(first.CHROM)
         if k < store.chunks_done:
             progress.update(len(chunk))
             k += 1
@@ -433,13 +435,11 @@ def run(cfg: RunConfig) -> RunSummary:
         with signals:
             for chunk in iter_chunks(reader, cfg.chunk_size, allele_cost=cost):
                 flush(chunk)
-    except RunInterrupted:
+    except BaseException as e:
         store.release()  # the parts stay for --resume; the output is free for it
-        log.warning("interrupted: %d finished chunks (%d records) are kept in %s", store.state["chunks"],
-                    store.state["records"], store.dir)
-        raise
-    except BaseException:
-        store.release()  # the parts stay for --resume; the output is free for it
+        if isinstance(e, RunInterrupted):
+            log.warning("interrupted: %d finished chunks (%d records) are kept in %s", store.state["chunks"],
+                        store.state["records"], store.dir)
         raise
     finally:
         progress.close()
