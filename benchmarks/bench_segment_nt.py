@@ -10,7 +10,10 @@ SNVs of the GRCh38 BRCA1 slice (shared test data) at the 30 kb input:
 * ``unshared``: the same alleles with ``stride=6`` (every allele its own window), i.e. one
   reference pass per allele, as a scorer without reuse would do.
 
-The bf16 (and fp32) matrix-multiply rate is measured in the same run (4096^3 GEMMs).  Run once:
+The bf16 (and fp32) matrix-multiply rate is measured in the same run (4096^3 GEMMs).  After the
+timed forward, one more forward runs under ``torch.profiler`` for the per-part breakdown (trunk ops
+by kind: attention = SDPA, projections/MLP = the matmuls, element-wise = everything else; the head
+timed on its own), each part's share of the profiled pass and its FLOP rate.  Run once:
 
     python benchmarks/bench_segment_nt.py [--layers 29] [--window 30000] [--alleles 4] [--dtype bfloat16]
 """
@@ -69,6 +72,37 @@ def model_flops(model, n_nt: int) -> float:
     return trunk + head
 
 
+def breakdown(model, ids) -> dict[str, tuple[float, float]]:
+    """{part: (seconds, FLOPs)} of one forward: trunk ops under torch.profiler by kind, head timed alone."""
+    from torch.profiler import ProfilerActivity, profile
+
+    m, cfg = model.module, model.config
+    bb = cfg.backbone
+    T, C, I, L = ids.shape[1], bb.hidden_size, bb.intermediate_size, bb.num_hidden_layers
+    with torch.inference_mode():
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            hidden = m.encode(ids)
+        t = time.perf_counter()
+        m.head(hidden)
+        t_head = time.perf_counter() - t
+    parts = {"attention": 0.0, "projections/MLP": 0.0, "element-wise": 0.0}
+    for ev in prof.key_averages():
+        name = ev.key
+        us = ev.self_cpu_time_total
+        if "scaled_dot_product" in name or "flash_attention" in name:
+            parts["attention"] += us
+        elif name in ("aten::addmm", "aten::mm", "aten::bmm", "aten::matmul", "aten::linear", "mkldnn::_linear_pointwise"):
+            parts["projections/MLP"] += us
+        else:
+            parts["element-wise"] += us
+    ffn = 3 * C * I if bb.gated_ffn else 2 * C * I
+    flops = {"attention": 4 * T * T * C * L, "projections/MLP": 2 * T * (4 * C * C + ffn) * L, "element-wise": 0.0}
+    out = {k: (v / 1e6, flops[k]) for k, v in parts.items()}
+    head_flops = m.head.unet.flops(T - 1) + 2 * (T - 1) * cfg.unet().out_channels * cfg.kmer * cfg.num_features * 2
+    out["head (U-Net + fc)"] = (t_head, head_flops)
+    return out
+
+
 def snv_batch(positions_1based: list[int], genome):
     from vareff.score.base import AlleleBatch
 
@@ -90,6 +124,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-unshared", action="store_true")
+    ap.add_argument("--no-breakdown", action="store_true", help="skip the profiled per-part pass")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
@@ -134,6 +169,13 @@ def main(argv=None) -> int:
     print(f"one {args.window} nt pass ({args.window // 6 + 1} tokens): {t_pass:.2f} s, {flops / 1e12:.2f} TFLOP, "
           f"{rate / 1e12:.3f} TFLOP/s = {100 * rate / ref_rate:.0f}% of the {args.dtype} matmul rate; "
           f"tokenizing the window: {tok_us:.0f} us")
+    if not args.no_breakdown:
+        parts = breakdown(model, ids)
+        total = sum(sec for sec, _ in parts.values())
+        print(f"per part (one profiled {args.window} nt pass, {total:.2f} s; FLOP rates vs the {args.dtype} matmul rate):")
+        for name, (sec, fl) in parts.items():
+            rate = f"{fl / sec / 1e12:.3f} TFLOP/s = {100 * fl / sec / ref_rate:.0f}%" if fl and sec else "memory-bound"
+            print(f"  {name:18s} {sec:7.2f} s  {100 * sec / total:4.0f}%   {rate}")
 
     centre = 43_094_500  # BRCA1 exon region (GRCh38)
     positions = [centre + 37 * i for i in range(args.alleles)]

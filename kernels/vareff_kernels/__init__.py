@@ -30,7 +30,7 @@ from .dispatch import (
     set_backend,
     triton_available,
 )
-from .reference import apply_rotary, rotary_cos_sin
+from .reference import apply_rotary, rotary_cos_sin, rotary_torch
 
 __all__ = [
     "attention",
@@ -44,6 +44,7 @@ __all__ = [
     "triton_available",
     "rotary_cos_sin",
     "apply_rotary",
+    "rotary_torch",
     "KernelInputError",
     "BACKENDS",
 ]

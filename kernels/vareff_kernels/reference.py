@@ -18,6 +18,7 @@ import torch.nn.functional as F
 __all__ = [
     "rotate_half",
     "apply_rotary",
+    "rotary_torch",
     "rotary_cos_sin",
     "attention_torch",
     "attention_reference",
@@ -57,6 +58,33 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     c = _rotary_for(x, cos).to(x.dtype)
     s = _rotary_for(x, sin).to(x.dtype)
     return x * c + rotate_half(x) * s
+
+
+def rotary_torch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """:func:`apply_rotary` for a tokens-first ``x`` (B, T, ..., D) (e.g. q and k together as
+    (B, T, 2, H, D) straight from a fused QKV projection), as one new tensor of x's shape.
+
+    Written half by half without the rotate-half copy, the negation and the temporaries: with
+    ``x = (x1, x2)``, ``cos = (c1, c2)``, ``sin = (s1, s2)`` split at D/2 the result is
+    ``(x1 c1 - x2 s1, x2 c2 + x1 s2)``.  cos/sin: (T, D) or (B, T, D), cast to x's dtype.
+    """
+    T, D = x.shape[1], x.shape[-1]
+    if cos.dim() == 2:
+        cos, sin = cos[:T], sin[:T]
+    else:
+        cos, sin = cos[:, :T], sin[:, :T]
+    bshape = (-1 if cos.dim() == 3 else 1, T) + (1,) * (x.dim() - 3) + (D,)
+    c = cos.to(x.dtype).reshape(bshape)
+    s = sin.to(x.dtype).reshape(bshape)
+    half = D // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    o1, o2 = out[..., :half], out[..., half:]
+    torch.mul(x1, c[..., :half], out=o1)
+    o1.addcmul_(x2, s[..., :half], value=-1)
+    torch.mul(x2, c[..., half:], out=o2)
+    o2.addcmul_(x1, s[..., half:])
+    return out
 
 
 def rotary_cos_sin(

@@ -175,6 +175,8 @@ class EsmLayer(nn.Module):
     def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None, rotary) -> torch.Tensor:
         import vareff_kernels as vk
 
+        if _torch_kernels(x):
+            return self._forward_torch(x, key_padding_mask, rotary)
         B, T, C = x.shape  # x: float32 residual stream
         cd = self.qkv.weight.dtype  # compute dtype of the matmuls
         h = vk.layer_norm(x, self.ln_attn.weight, self.ln_attn.bias, self.eps)  # (B, T, C)
@@ -191,6 +193,48 @@ class EsmLayer(nn.Module):
         else:
             u = F.gelu(self.fc1(h.to(cd)))
         return x + self.fc2(u).float()  # (B, T, C) float32
+
+    def _forward_torch(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None, rotary) -> torch.Tensor:
+        """:meth:`forward` where the kernels take their PyTorch path (CPU): the same numbers, less memory traffic.
+
+        The residual adds read the bfloat16 matmul outputs directly (no float32 copy of them), the
+        second one in place on the first one's result; SwiGLU gates in place; rotary runs once on q
+        and k together in the projection's (B, T, 2, nh, hs) layout
+        (:func:`vareff_kernels.reference.rotary_torch`).  Only the rotary rounding can differ from
+        :meth:`forward` (bfloat16: a few ulps of q and k; float32: last-bit).
+        """
+        import vareff_kernels as vk
+
+        B, T, C = x.shape  # x: float32 residual stream (not modified)
+        cd = self.qkv.weight.dtype
+        h = F.layer_norm(x, (C,), self.ln_attn.weight, self.ln_attn.bias, self.eps).to(cd)  # (B, T, C)
+        qkv = self.qkv(h).view(B, T, 3, self.nh, self.hs)  # (B, T, 3, nh, hs)
+        if rotary is not None:  # q and k together, tokens first (long inner loops), one new tensor
+            qk = vk.rotary_torch(qkv[:, :, :2], *rotary)  # (B, T, 2, nh, hs)
+            q, k = qk.permute(2, 0, 3, 1, 4).unbind(0)  # 2 x (B, nh, T, hs)
+        else:
+            q, k = qkv[:, :, :2].permute(2, 0, 3, 1, 4).unbind(0)
+        v = qkv[:, :, 2].transpose(1, 2)  # (B, nh, T, hs)
+        y = vk.attention(q, k, v, key_padding_mask=key_padding_mask)  # (B, nh, T, hs), scale hs^-0.5
+        x = torch.add(x, self.attn_out(y.transpose(1, 2).reshape(B, T, C)))  # new float32 residual
+        h = F.layer_norm(x, (C,), self.ln_ffn.weight, self.ln_ffn.bias, self.eps).to(cd)
+        if self.gated:
+            g = self.fc1(h)  # (B, T, 2I)
+            u = F.silu(g[..., : g.shape[-1] // 2])  # (B, T, I)
+            u.mul_(g[..., g.shape[-1] // 2:])
+        elif self.fc1.bias is not None:
+            u = vk.bias_gelu(F.linear(h, self.fc1.weight), self.fc1.bias)
+        else:
+            u = F.gelu(self.fc1(h))
+        return x.add_(self.fc2(u))  # (B, T, C) float32
+
+
+def _torch_kernels(x: torch.Tensor) -> bool:
+    """True when the element-wise kernels take their PyTorch path for ``x`` (always on CPU under 'auto')."""
+    import vareff_kernels as vk
+    from vareff_kernels.dispatch import resolve_backend
+
+    return resolve_backend("layer_norm", x.device, unsupported=vk._eltwise_unsupported(x)) == "torch"
 
 
 class EsmMaskedLM(nn.Module):

@@ -75,11 +75,26 @@ def conv_same(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
     padding (k-1)/2 (weight (in, out, k)), which equals the convolution with the flipped kernel.
     """
     w2 = _gemm_weight(conv)  # (C_out, k*C_in)
-    k = conv.kernel_size[0]
-    B, T, _ = x.shape
-    xp = F.pad(x, (0, 0, k // 2, k // 2))  # (B, T + k - 1, C_in): zero padding in time
-    cols = torch.cat([xp[:, j:j + T] for j in range(k)], dim=-1)  # (B, T, k*C_in): tap j, channel i at j*C_in + i
-    return F.linear(cols, w2, conv.bias)  # (B, T, C_out)
+    return F.linear(im2col(x, conv.kernel_size[0]), w2, conv.bias)  # (B, T, C_out)
+
+
+def im2col(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, T, C) -> (B, T, k*C): tap j, channel i at ``j*C + i`` is ``x[:, t + j - k//2, i]`` (zero outside).
+
+    One output buffer written tap by tap (no padded copy, no concatenation).
+    """
+    B, T, C = x.shape
+    p = k // 2
+    cols = torch.empty(B, T, k * C, dtype=x.dtype, device=x.device)
+    for j in range(k):
+        d = j - p  # time offset of tap j
+        dst = cols[:, :, j * C:(j + 1) * C]
+        lo, hi = max(0, -d), min(T, T - d)  # output rows whose source row t + d lies inside [0, T)
+        if hi > lo:
+            dst[:, lo:hi].copy_(x[:, lo + d:hi + d])
+        dst[:, :max(lo, 0)].zero_()
+        dst[:, max(hi, lo):].zero_()
+    return cols
 
 
 def _gemm_weight(conv: nn.Module) -> torch.Tensor:
@@ -106,7 +121,7 @@ class DownBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         for conv in self.convs:
-            x = F.silu(conv_same(x, conv))  # (B, L, c_out)
+            x = F.silu(conv_same(x, conv), inplace=True)  # (B, L, c_out)
         B, L, C = x.shape
         return x.view(B, L // 2, 2, C).mean(2), x  # (B, L/2, c_out), skip (B, L, c_out)
 
@@ -120,8 +135,16 @@ class UpBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.convs:
-            x = F.silu(conv_same(x, conv))  # (B, L, c_out)
+            x = F.silu(conv_same(x, conv), inplace=True)  # (B, L, c_out)
         return torch.repeat_interleave(x, 2, dim=1)  # (B, 2L, c_out): each position twice
+
+    def forward_add(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """``forward(x) + skip`` without the upsampled copy: adds into ``skip`` (B, 2L, c_out) in place and returns it."""
+        for conv in self.convs:
+            x = F.silu(conv_same(x, conv), inplace=True)  # (B, L, c_out)
+        B, L, C = x.shape
+        skip.view(B, L, 2, C).add_(x[:, :, None])  # position l of x onto skip rows 2l and 2l+1
+        return skip
 
 
 class FinalBlock(nn.Module):
@@ -135,7 +158,7 @@ class FinalBlock(nn.Module):
         for i, conv in enumerate(self.convs):
             x = conv_same(x, conv)  # (B, L, c_out)
             if i < len(self.convs) - 1:
-                x = F.silu(x)
+                x = F.silu(x, inplace=True)
         return x
 
 
@@ -161,7 +184,7 @@ class UNet1D(nn.Module):
             x, skip = block(x)
             skips.append(skip)
         for block, skip in zip(self.up, reversed(skips)):
-            x = block(x) + skip  # (B, L, c)
+            x = block.forward_add(x, skip)  # (B, L, c): upsampled block output + skip, in the skip's buffer
         return self.final(x)  # (B, T, out_channels)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
