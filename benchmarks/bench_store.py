@@ -139,11 +139,21 @@ def bench_lookup(a) -> dict:
         alts = ["A" if r != "A" else "C" for r in refs]
         batches.append(AlleleBatch(chrom=["chrS"] * len(pp), pos1=pp, ref=refs, alt=alts, norm_pos1=pp, norm_ref=refs,
                                    norm_alt=alts, variant_type=["snv"] * len(pp), status=["ok"] * len(pp)))
+    import cProfile
+    import pstats
+
     for label in ("first_pass", "second_pass"):
+        prof = cProfile.Profile() if a.profile == label.split("_")[0] else None
         t = time.perf_counter()
+        if prof:
+            prof.enable()
         for batch in batches:
             hook2.score(sc2, batch)
-        res[f"{label}_alleles_per_s"] = round(2000 * len(batches) / (time.perf_counter() - t))
+        wall = time.perf_counter() - t
+        if prof:  # indicative only: the profiler slows Python calls
+            prof.disable()
+            pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+        res[f"{label}_alleles_per_s"] = round(2000 * len(batches) / wall)
     res["computed"] = sc2.scored
     return res
 
@@ -229,6 +239,7 @@ def main() -> None:
     p.add_argument("--per-vcf", type=int, default=2000)
     p.add_argument("--pool", type=int, default=5000)
     p.add_argument("--span", type=int, default=10_000)
+    p.add_argument("--profile", choices=["first", "second"], help="lookup: cProfile that pass (to stderr; slows it)")
     a = p.parse_args()
     os.makedirs(a.workdir, exist_ok=True)
     res = {"lookup": bench_lookup, "rerun": bench_rerun, "cohort": bench_cohort, "precompute": bench_precompute}[a.which](a)

@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vareff.store.allele_key import KeyIndex, Queries
+
 log = logging.getLogger("vareff")
 
 KEY_FIELDS = [pa.field("pos", pa.int64()), pa.field("ref", pa.string()), pa.field("alt", pa.string())]
@@ -84,7 +86,7 @@ def write_segment(directory: Path, table: pa.Table, meta: dict, name: str | None
 def read_segment(path: Path) -> tuple[pa.Table, dict]:
     """A segment's rows and metadata; :class:`CorruptSegment` if it is not whole."""
     try:
-        table = pq.read_table(path, page_checksum_verification=True)
+        table = pq.read_table(path, page_checksum_verification=True, memory_map=True)
         meta = json.loads((table.schema.metadata or {})[META_KEY])
     except FileNotFoundError:
         raise
@@ -95,48 +97,27 @@ def read_segment(path: Path) -> tuple[pa.Table, dict]:
     return table, meta
 
 
-def key_hash(pos, ref, alt) -> np.ndarray:
-    """64-bit hash of (pos, ref, alt) rows, for in-memory lookups only (Python's string hash is
-    salted per process, so it is never stored); every hash match is verified on the key itself."""
-    pos = np.asarray(pos, dtype=np.int64).astype(np.uint64)
-    ref = ref.to_pylist() if hasattr(ref, "to_pylist") else ref
-    alt = alt.to_pylist() if hasattr(alt, "to_pylist") else alt
-    hs = np.fromiter(map(hash, zip(ref, alt)), dtype=np.int64, count=len(pos)).view(np.uint64)
-    with np.errstate(over="ignore"):
-        return (pos * np.uint64(0x9E3779B97F4A7C15)) ^ hs
-
-
 class Run:
-    """One loaded table with its keys sorted by hash, for vectorized lookups (searchsorted)."""
+    """One loaded table with an index of its allele keys (:class:`~vareff.store.allele_key.KeyIndex`)."""
 
     def __init__(self, table: pa.Table):
         table = table.combine_chunks()  # one chunk per column: take() on many small chunks is ~50x slower
         self.table = table
-        self.pos = table.column("pos").to_numpy()
-        h = key_hash(self.pos, table.column("ref"), table.column("alt"))
-        self.order = np.argsort(h, kind="stable")
-        self.sorted_hash = h[self.order]
-        self._ref = table.column("ref").to_numpy(zero_copy_only=False)
-        self._alt = table.column("alt").to_numpy(zero_copy_only=False)
+        self.index = KeyIndex(table.column("pos").to_numpy(), table.column("ref"), table.column("alt"))
+        self._values: dict[str, pa.Table] = {}
 
     def __len__(self) -> int:
         return self.table.num_rows
 
-    def find(self, qh: np.ndarray, qpos: np.ndarray, qref: np.ndarray, qalt: np.ndarray) -> np.ndarray:
-        """Row of each query in this run, or -1; a hash match counts only when pos, REF and ALT are equal."""
-        if len(self) == 0 or len(qh) == 0:
-            return np.full(len(qh), -1, np.int64)
-        o = np.argsort(qh)  # queries in hash order: the binary searches walk memory in order
-        i = np.empty(len(qh), np.int64)
-        i[o] = np.searchsorted(self.sorted_hash, qh[o])
-        i[i == len(self.sorted_hash)] = 0
-        rows = self.order[i]
-        ok = (self.sorted_hash[i] == qh) & (self.pos[rows] == qpos)
-        cand = np.flatnonzero(ok)
-        if len(cand):
-            same = (self._ref[rows[cand]] == qref[cand]) & (self._alt[rows[cand]] == qalt[cand])
-            ok[cand[~same]] = False
-        return np.where(ok, rows, -1)
+    def values(self, schema: pa.Schema) -> pa.Table:
+        """The table's ``schema`` columns (status, scores, INFO), conformed once per schema."""
+        key = schema.to_string()
+        t = self._values.get(key)
+        if t is None:
+            cols = [self.table.column(f.name).cast(f.type) if f.name in self.table.column_names
+                    else pa.nulls(self.table.num_rows, f.type) for f in schema]
+            t = self._values[key] = pa.Table.from_arrays(cols, schema=schema).combine_chunks()
+        return t
 
 
 class Partition:
@@ -194,19 +175,11 @@ class Partition:
         if len(self.runs) > self.MAX_RUNS:
             self.runs = [Run(pa.concat_tables([r.table for r in self.runs], promote_options="default"))]
 
-    def find(self, pos: np.ndarray, ref: np.ndarray, alt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(run index, row) per query; run -1 for a miss."""
-        n = len(pos)
+    def find(self, q: Queries, qidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(run index, row) of each query ``qidx`` of ``q``; run -1 for a miss."""
+        n = len(qidx)
         run_of, row_of = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
-        if not self.runs or n == 0:
-            return run_of, row_of
-        qh = key_hash(pos, ref, alt)
-        todo = np.arange(n)
         for r, run in enumerate(self.runs):
-            rows = run.find(qh[todo], pos[todo], ref[todo], alt[todo])
-            hit = rows >= 0
-            run_of[todo[hit]], row_of[todo[hit]] = r, rows[hit]
-            todo = todo[~hit]
-            if not len(todo):
-                break
+            run.index.find(q, qidx, row_of)
+            run_of[(run_of < 0) & (row_of >= 0)] = r
         return run_of, row_of
