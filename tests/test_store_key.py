@@ -20,7 +20,7 @@ from vareff.window.genome import Genome
 bases = st.text("ACGT", min_size=1, max_size=16)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(pos=st.integers(1, 3_000_000_000), ref=bases, alt=bases)
 def test_exact_code_inverts(pos, ref, alt):
     key = int(ak.allele_keys(np.array([pos]), pa.array([ref]), pa.array([alt]))[0])
@@ -114,3 +114,46 @@ def test_hook_serves_exactly_the_stored_alleles(tmp_path, monkeypatch):
     assert scored == len(later) and counts["served"] == len(first)
     scored, counts = score(list(reversed(rows)))  # fully warm, another order
     assert scored == 0 and counts["served"] == len(rows)
+
+
+def test_parquet_segments_of_earlier_writes_are_read_checked_and_compacted(tmp_path, caplog):
+    import json
+    import logging
+
+    import pyarrow.parquet as pq
+
+    from store_helpers import check_result, fake_batch
+    from vareff.store import admin
+    from vareff.store.segments import META_KEY, SEGMENT_GLOB
+
+    seqs = {"chrA": random_seq(30_000, 7)}
+    fa = write_fasta(tmp_path / "g.fa", seqs)
+    store = tmp_path / "store"
+    batches = [fake_batch(seqs, 300, s) for s in range(3)]
+    hook = StoreHook(store, [sc := FakeScorer()], Genome(fa))
+    for b in batches:
+        hook.score(sc, b)
+    segs = sorted(store.glob(f"data/*/*/*/{SEGMENT_GLOB}"))
+    assert len(segs) == 3 and all(p.suffix == ".arrow" for p in segs)
+    for p in segs:  # rewrite them as the Parquet segments earlier versions wrote
+        t = pa.ipc.open_file(pa.memory_map(str(p))).read_all()
+        pq.write_table(t, p.with_name(p.name.split("-")[0] + "-" + p.name.split("-")[1] + ".parquet"),
+                       compression="zstd", write_page_checksum=True)
+        p.unlink()
+    old = sorted(store.glob(f"data/*/*/*/{SEGMENT_GLOB}"))
+    assert json.loads(pq.read_schema(old[0]).metadata[META_KEY])["rows"] > 0
+    old[0].write_bytes(old[0].read_bytes()[:100])  # a truncated one is reported and skipped
+    caplog.set_level(logging.WARNING, "vareff")
+    hook = StoreHook(store, [sc := FakeScorer()], Genome(fa))
+    for b in batches:
+        check_result(b, hook.score(sc, b))
+    assert str(old[0]) in caplog.text
+    served = hook.counts()["fake"]["served"]
+    assert 0 < served < 900 and served + sc.scored == 900
+    admin.compact(store)
+    segs = sorted(store.glob(f"data/*/*/*/{SEGMENT_GLOB}"))
+    assert len(segs) == 1 and segs[0].suffix == ".arrow"  # merged into one IPC segment
+    hook = StoreHook(store, [sc := FakeScorer()], Genome(fa))
+    for b in batches:
+        check_result(b, hook.score(sc, b))
+    assert sc.scored == 0

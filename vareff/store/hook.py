@@ -174,7 +174,14 @@ class StoreHook:
     def _keys(self, batch: AlleleBatch):
         """Scorable alleles with a FASTA contig: their indices, contig ids and blocks (vectorized)."""
         n = len(batch)
-        ok = np.fromiter((s in SCORABLE for s in batch.status), bool, n)
+        kinds = set(batch.status)
+        if kinds <= SCORABLE:
+            ok = np.ones(n, bool)
+        else:
+            st = np.asarray(batch.status, dtype=object)
+            ok = np.zeros(n, bool)
+            for v in kinds & SCORABLE:
+                ok |= st == v
         names = set(batch.chrom)
         if len(names) == 1:  # the usual chunk: one contig
             c = self._contig_id(names.pop())
@@ -275,7 +282,9 @@ class StoreHook:
                 parts.insert(0, as_array(res.columns[f.name], f.type))
             arr = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
             cols[f.name] = arr if identity else arr.take(take)
-        status = (list(res.status) if res is not None else []) + stored.column("status").to_pylist()
+        st = stored.column("status")
+        status = (list(res.status) if res is not None else []) + \
+            ([None] * len(st) if st.null_count == len(st) else st.to_pylist())  # mostly all scored
         info_ids = list(b.info_ids) + [k for k in (res.info if res is not None else {}) if k not in b.info_ids]
         info = {}
         for k in info_ids:

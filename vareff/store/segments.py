@@ -1,11 +1,16 @@
-"""Store files: immutable Parquet segments written atomically, and an in-memory index over them.
+"""Store files: immutable segments written atomically, and an in-memory index over them.
 
 A segment holds the entries of one (configuration, contig, 1 Mb block) partition: columns
 ``pos``, ``ref``, ``alt`` (the key), ``status`` (the model status, null = scored), the backend's
 score columns in its own types (so values come back bit for bit) and ``info.<ID>`` strings (its
 VCF INFO values).  It is written under a temporary name, fsynced and renamed into place, so a
-reader sees a whole segment or none; Parquet page CRCs plus the row count in the footer detect a
-corrupt or truncated file, which is reported by name and skipped.
+reader sees a whole segment or none.
+
+Segments are Arrow IPC files with LZ4-compressed buffers (``seg-<uuid>-<crc32>.arrow``): a
+reader memory-maps one, checks the CRC-32 of the whole file against its name and decodes it at
+memory speed (several times faster than Parquet's page decoding, which dominated a store's first
+read).  Segments written before as Parquet (``seg-<uuid>.parquet``, page CRCs) are still read;
+compaction rewrites them.  Either way a corrupt or truncated file is reported by name and skipped.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import json
 import logging
 import os
 import uuid
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +31,8 @@ log = logging.getLogger("vareff")
 
 KEY_FIELDS = [pa.field("pos", pa.int64()), pa.field("ref", pa.string()), pa.field("alt", pa.string())]
 META_KEY = b"vareff_store"
-SEGMENT_GLOB = "seg-*.parquet"
+SEGMENT_GLOB = "seg-*"  # seg-<uuid>-<crc32>.arrow, or seg-<uuid>.parquet (older writes)
+IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 TMP_PREFIX = ".tmp-"
 
 
@@ -42,8 +49,8 @@ def segment_schema(score_schema: pa.Schema, info_ids: list[str]) -> pa.Schema:
                      + [pa.field(info_column(i), pa.string()) for i in info_ids])
 
 
-def new_segment_name() -> str:
-    return f"seg-{uuid.uuid4().hex}.parquet"
+def new_segment_name(crc: int) -> str:
+    return f"seg-{uuid.uuid4().hex}-{crc:08x}.arrow"
 
 
 def fsync_dir(path: Path) -> None:
@@ -59,17 +66,26 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_segment(directory: Path, table: pa.Table, meta: dict, name: str | None = None) -> Path:
-    """Write ``table`` as a new segment in ``directory`` atomically (tmp + fsync + rename)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    name = name or new_segment_name()
-    final = directory / name
-    tmp = directory / f"{TMP_PREFIX}{name}"
+def encode_segment(table: pa.Table, meta: dict) -> pa.Buffer:
+    """``table`` as an Arrow IPC file (LZ4 buffers) with ``meta`` and its row count in the schema metadata."""
     blob = dict(meta, rows=table.num_rows)
     table = table.replace_schema_metadata({META_KEY: json.dumps(blob).encode()})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema, options=IPC_OPTIONS) as w:
+        w.write_table(table)
+    return sink.getvalue()
+
+
+def write_segment(directory: Path, table: pa.Table, meta: dict) -> Path:
+    """Write ``table`` as a new segment in ``directory`` atomically (tmp + fsync + rename)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = encode_segment(table, meta)
+    name = new_segment_name(zlib.crc32(data))
+    final = directory / name
+    tmp = directory / f"{TMP_PREFIX}{name}"
     try:
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd", write_page_checksum=True, write_statistics=False)
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
@@ -83,10 +99,24 @@ def write_segment(directory: Path, table: pa.Table, meta: dict, name: str | None
     return final
 
 
+def _read_ipc(path: Path) -> pa.Table:
+    try:
+        crc = int(path.stem.rsplit("-", 1)[1], 16)
+    except (IndexError, ValueError):
+        raise CorruptSegment(f"{path}: no checksum in the file name") from None
+    buf = pa.memory_map(str(path)).read_buffer()  # the map lives as long as the buffers that use it
+    if zlib.crc32(buf) != crc:
+        raise CorruptSegment(f"{path}: checksum mismatch ({len(buf)} bytes)")
+    return pa.ipc.open_file(buf).read_all()
+
+
 def read_segment(path: Path) -> tuple[pa.Table, dict]:
     """A segment's rows and metadata; :class:`CorruptSegment` if it is not whole."""
     try:
-        table = pq.read_table(path, page_checksum_verification=True, memory_map=True)
+        if path.suffix == ".arrow":
+            table = _read_ipc(path)
+        else:
+            table = pq.read_table(path, page_checksum_verification=True, memory_map=True)
         meta = json.loads((table.schema.metadata or {})[META_KEY])
     except FileNotFoundError:
         raise
@@ -95,6 +125,14 @@ def read_segment(path: Path) -> tuple[pa.Table, dict]:
     if meta.get("rows") != table.num_rows:
         raise CorruptSegment(f"{path}: {table.num_rows} rows, the footer says {meta.get('rows')}")
     return table, meta
+
+
+def segment_rows(path: Path) -> int:
+    """Rows of a segment from its footer alone (no checksum: for ``store info``)."""
+    if path.suffix == ".arrow":
+        meta = pa.ipc.open_file(pa.memory_map(str(path))).schema.metadata or {}
+        return int(json.loads(meta[META_KEY])["rows"])
+    return pq.read_metadata(path).num_rows
 
 
 class Run:
