@@ -157,12 +157,13 @@ class KeyIndex:
         self.pos = np.ascontiguousarray(pos, np.int64)
         self.ref, self.alt = string_buffers(ref), string_buffers(alt)  # views: the table must stay alive
         keys = _keys(self.pos, *self.ref, *self.alt, _BASE, np.uint64((1 << HASH_BITS) - 1))
-        self.order = np.argsort(keys, kind="stable")  # rows mostly arrive in genome order: near-linear
-        self.skeys = keys[self.order]
+        order = np.argsort(keys, kind="stable")  # rows mostly arrive in genome order: near-linear
+        self.skeys = keys[order]
+        self.order = order.astype(np.int32)  # half the memory (a partition holds far fewer than 2^31 rows)
         bits = int(min(POS_BITS, max(1, int(np.ceil(np.log2(max(len(keys), 2)))))))
         self.shift = np.uint64(64 - bits)
         counts = np.bincount((self.skeys >> self.shift).astype(np.int64), minlength=1 << bits)
-        self.starts = np.zeros((1 << bits) + 1, np.int64)
+        self.starts = np.zeros((1 << bits) + 1, np.int32)
         np.cumsum(counts, out=self.starts[1:])
 
     def find(self, q: Queries, qidx: np.ndarray, out_row: np.ndarray) -> None:
