@@ -7,7 +7,7 @@ VCF INFO values).  It is written under a temporary name, fsynced and renamed int
 reader sees a whole segment or none.
 
 Segments are Arrow IPC files with LZ4-compressed buffers (``seg-<uuid>-<crc32>.arrow``): a
-reader memory-maps one, checks the CRC-32 of the whole file against its name and decodes it at
+reader reads one whole, checks the CRC-32 of the file against its name and decodes it at
 memory speed (several times faster than Parquet's page decoding, which dominated a store's first
 read).  Segments written before as Parquet (``seg-<uuid>.parquet``, page CRCs) are still read;
 compaction rewrites them.  Either way a corrupt or truncated file is reported by name and skipped.
@@ -104,7 +104,10 @@ def _read_ipc(path: Path) -> pa.Table:
         crc = int(path.stem.rsplit("-", 1)[1], 16)
     except (IndexError, ValueError):
         raise CorruptSegment(f"{path}: no checksum in the file name") from None
-    buf = pa.memory_map(str(path)).read_buffer()  # the map lives as long as the buffers that use it
+    # read, not memory-mapped: on a shared filesystem another host's compaction may delete the file,
+    # and touching an evicted page of a deleted mapping there kills the process (SIGBUS)
+    with pa.OSFile(str(path)) as fh:
+        buf = fh.read_buffer()
     if zlib.crc32(buf) != crc:
         raise CorruptSegment(f"{path}: checksum mismatch ({len(buf)} bytes)")
     return pa.ipc.open_file(buf).read_all()
@@ -116,7 +119,7 @@ def read_segment(path: Path) -> tuple[pa.Table, dict]:
         if path.suffix == ".arrow":
             table = _read_ipc(path)
         else:
-            table = pq.read_table(path, page_checksum_verification=True, memory_map=True)
+            table = pq.read_table(path, page_checksum_verification=True)
         meta = json.loads((table.schema.metadata or {})[META_KEY])
     except FileNotFoundError:
         raise
@@ -130,7 +133,8 @@ def read_segment(path: Path) -> tuple[pa.Table, dict]:
 def segment_rows(path: Path) -> int:
     """Rows of a segment from its footer alone (no checksum: for ``store info``)."""
     if path.suffix == ".arrow":
-        meta = pa.ipc.open_file(pa.memory_map(str(path))).schema.metadata or {}
+        with pa.OSFile(str(path)) as fh:
+            meta = pa.ipc.open_file(fh).schema.metadata or {}
         return int(json.loads(meta[META_KEY])["rows"])
     return pq.read_metadata(path).num_rows
 
