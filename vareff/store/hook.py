@@ -129,6 +129,7 @@ class StoreHook:
         self.command = command
         self._known_contigs: set[str] = set()
         self._last_record = -1e9
+        self._keyed = None  # (batch, its keys): computed once per chunk for all backends
         atexit.register(_flush_at_exit, weakref.ref(self))  # weak: a finished hook's partitions are freed
 
     # --- reporting ----------------------------------------------------------------------
@@ -206,9 +207,13 @@ class StoreHook:
                 b.computed += sum(st in SCORABLE for st in batch.status)
             return res
         n = len(batch)
-        cand, cids, blocks = self._keys(batch)
-        pos = np.asarray(batch.pos1, np.int64)
-        q = Queries(pos, pa.array(batch.ref, pa.string()), pa.array(batch.alt, pa.string()))
+        if self._keyed is not None and self._keyed[0] is batch:  # the next backend on the same chunk
+            cand, cids, blocks, pos, q = self._keyed[1]
+        else:
+            cand, cids, blocks = self._keys(batch)
+            pos = np.asarray(batch.pos1, np.int64)
+            q = Queries(pos, pa.array(batch.ref, pa.string()), pa.array(batch.alt, pa.string()))
+            self._keyed = (batch, (cand, cids, blocks, pos, q))
         hit_idx, hit_tables = [], []
         if len(cand) and cids[0] == cids[-1] and blocks[0] == blocks[-1] \
                 and (len(cand) < 3 or ((cids == cids[0]).all() and (blocks == blocks[0]).all())):
