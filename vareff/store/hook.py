@@ -173,7 +173,8 @@ class StoreHook:
         return ident[0]
 
     def _keys(self, batch: AlleleBatch):
-        """Scorable alleles with a FASTA contig: their indices, contig ids and blocks (vectorized)."""
+        """Scorable alleles with a FASTA contig: their indices, contig ids and blocks, and the
+        partitions to read as (contig id, block, indices) (one, in the usual chunk)."""
         n = len(batch)
         kinds = set(batch.status)
         if kinds <= SCORABLE:
@@ -184,20 +185,28 @@ class StoreHook:
             for v in kinds & SCORABLE:
                 ok |= st == v
         names = set(batch.chrom)
+        pos = np.asarray(batch.pos1, np.int64)
         if len(names) == 1:  # the usual chunk: one contig
             c = self._contig_id(names.pop())
             idx = np.flatnonzero(ok) if c is not None else np.zeros(0, np.int64)
-            cid = np.full(len(idx), c, dtype=object)
-        else:
-            chrom = np.asarray(batch.chrom, dtype=object)
-            cid = np.full(n, None, dtype=object)
-            for c in names:
-                ident = self._contig_id(c)
-                if ident is not None:
-                    cid[ok & (chrom == c)] = ident
-            idx = np.flatnonzero(cid != None)  # noqa: E711 (element-wise)
-            cid = cid[idx]
-        return idx, cid, np.asarray(batch.pos1, np.int64)[idx] // BLOCK
+            blocks = pos[idx] // BLOCK
+            cids = [c] * len(idx)
+            if not len(idx):
+                return idx, cids, blocks, []
+            if (blocks == blocks[0]).all():  # engine chunks never span a block
+                return idx, cids, blocks, [(c, int(blocks[0]), idx)]
+            return idx, cids, blocks, [(c, int(k), idx[blocks == k]) for k in np.unique(blocks).tolist()]
+        chrom = np.asarray(batch.chrom, dtype=object)
+        cid = np.full(n, None, dtype=object)
+        for c in names:
+            ident = self._contig_id(c)
+            if ident is not None:
+                cid[ok & (chrom == c)] = ident
+        idx = np.flatnonzero(cid != None)  # noqa: E711 (element-wise)
+        cid, blocks = cid[idx], pos[idx] // BLOCK
+        groups = [(c, blk, idx[(cid == c) & (blocks == blk)]) for c in set(cid.tolist())
+                  for blk in np.unique(blocks[cid == c]).tolist()]
+        return idx, list(cid), blocks, groups
 
     def score(self, scorer, batch: AlleleBatch) -> ScoreResult:
         b = self.backends.get(id(scorer))
@@ -208,19 +217,13 @@ class StoreHook:
             return res
         n = len(batch)
         if self._keyed is not None and self._keyed[0] is batch:  # the next backend on the same chunk
-            cand, cids, blocks, pos, q = self._keyed[1]
+            cand, cids, blocks, groups, pos, q = self._keyed[1]
         else:
-            cand, cids, blocks = self._keys(batch)
+            cand, cids, blocks, groups = self._keys(batch)
             pos = np.asarray(batch.pos1, np.int64)
             q = Queries(pos, pa.array(batch.ref, pa.string()), pa.array(batch.alt, pa.string()))
-            self._keyed = (batch, (cand, cids, blocks, pos, q))
+            self._keyed = (batch, (cand, cids, blocks, groups, pos, q))
         hit_idx, hit_tables = [], []
-        if len(cand) and cids[0] == cids[-1] and blocks[0] == blocks[-1] \
-                and (len(cand) < 3 or ((cids == cids[0]).all() and (blocks == blocks[0]).all())):
-            groups = [(cids[0], int(blocks[0]), cand)]  # the usual chunk: one partition
-        else:
-            groups = [(c, blk, cand[(cids == c) & (blocks == blk)]) for c in set(cids.tolist())
-                      for blk in np.unique(blocks[cids == c]).tolist()]
         for c, blk, qidx in groups:
             self._lookup(b, c, blk, qidx, q, hit_idx, hit_tables)
         hits = np.concatenate(hit_idx) if len(hit_idx) > 1 else hit_idx[0] if hit_idx else np.zeros(0, np.int64)
