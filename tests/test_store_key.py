@@ -31,6 +31,14 @@ def test_exact_code_inverts(pos, ref, alt):
         assert ak.decode(key) is None  # hashed
 
 
+def test_list_buffers_match_arrow_and_fall_back():
+    for values in (["A", "CGT", "", "N" * 40], ["A", None, "C"], ["A", "É", "<DEL>"]):
+        off, data = ak.list_buffers(values)
+        ref_off, ref_data = ak.string_buffers(pa.array(values, pa.string()))
+        np.testing.assert_array_equal(off, ref_off)
+        assert bytes(data[:off[-1]]) == bytes(ref_data[:ref_off[-1]])
+
+
 def _random_alleles(rng: random.Random, n: int, base: int, span: int = 2000):
     """(pos, ref, alt) rows: SNVs, multi-allelic sites, short and long indels, N and symbolic alleles."""
     out = set()
@@ -73,6 +81,9 @@ def test_lookup_matches_a_dict(monkeypatch, hash_bits):
     rng.shuffle(queries)
     q = ak.Queries(np.array([p for p, _, _ in queries]), pa.array([r for _, r, _ in queries]),
                    pa.array([a for _, _, a in queries]))
+    from_lists = ak.Queries(np.array([p for p, _, _ in queries]), [r for _, r, _ in queries],
+                            [a for _, _, a in queries])  # the hook's path: Python lists, no Arrow values
+    np.testing.assert_array_equal(from_lists.keys, q.keys)
     rows = np.full(len(queries), -1, np.int64)
     index.find(q, np.arange(len(queries)), rows)
     where = {k: i for i, k in enumerate(stored)}

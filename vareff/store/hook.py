@@ -221,7 +221,7 @@ class StoreHook:
         else:
             cand, cids, blocks, groups = self._keys(batch)
             pos = np.asarray(batch.pos1, np.int64)
-            q = Queries(pos, pa.array(batch.ref, pa.string()), pa.array(batch.alt, pa.string()))
+            q = Queries(pos, batch.ref, batch.alt)
             self._keyed = (batch, (cand, cids, blocks, groups, pos, q))
         hit_idx, hit_tables = [], []
         for c, blk, qidx in groups:
