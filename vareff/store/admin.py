@@ -11,12 +11,11 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from vareff.store.folder import StoreFolder
 from vareff.store.key import definitions_version
-from vareff.store.segments import SEGMENT_GLOB, TMP_PREFIX, CorruptSegment, read_segment, write_segment
+from vareff.store.segments import SEGMENT_GLOB, TMP_PREFIX, CorruptSegment, read_segment, segment_rows, write_segment
 
 log = logging.getLogger("vareff")
 
@@ -62,7 +61,7 @@ def info(root: str | os.PathLike, last_runs: int = 10) -> dict:
             bytes_total += size
             c["segments"] += 1
             try:
-                n = pq.read_metadata(seg).num_rows
+                n = segment_rows(seg)
             except Exception:  # unreadable footer
                 corrupt.append(str(seg))
                 continue
@@ -135,7 +134,7 @@ def compact_partition(bdir: Path, meta: dict) -> tuple[int, int, int]:
                 bad.append(s)
         for s in bad:
             s.unlink(missing_ok=True)
-        if len(read) <= 1:
+        if len(read) <= 1 and all(s.suffix == ".arrow" for s in read):  # Parquet segments: rewritten
             return len(segs), sum(t.num_rows for t in tables), len(bad)
         table = pa.concat_tables(tables, promote_options="default")
         df = pl.from_arrow(table).unique(["pos", "ref", "alt"], keep="first", maintain_order=True).sort("pos")

@@ -6,7 +6,7 @@ Layout (docs/store.md)::
     configs/<config id>.json         what determines a backend's scores (key.config_descriptor)
     contigs/<contig id>.json         FASTA contig name, offset, length, SHA-256
     refs/<fasta id>.json             cached contig checksums of one FASTA file
-    data/<config>/<contig>/<block>/seg-<uuid>.parquet    entries (segments.py)
+    data/<config>/<contig>/<block>/seg-<uuid>-<crc32>.arrow    entries (segments.py)
     runs/<run id>.json               per run: alleles served from the store / computed
 
 Every file is written under a temporary name and renamed into place; segments are never

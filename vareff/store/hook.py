@@ -24,6 +24,7 @@ from vareff import __version__
 from vareff.errors import SCORABLE, ConfigError
 from vareff.score.base import AlleleBatch, ScoreResult
 from vareff.store.folder import BLOCK, StoreFolder
+from vareff.store.allele_key import Queries
 from vareff.store.key import STORABLE_STATUS, ContigIds, config_descriptor, digest, has_side_outputs
 from vareff.store.segments import info_column, segment_schema
 
@@ -44,15 +45,6 @@ def as_array(values, typ: pa.DataType) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     return values.cast(typ) if isinstance(values, pa.Array) else pa.array(values, type=typ)
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with ``schema``'s columns in order; columns it lacks (an imported table's INFO) are null."""
-    if table.schema.equals(schema, check_metadata=False):
-        return table
-    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-            for f in schema]
-    return pa.Table.from_arrays(cols, schema=schema)
 
 
 class _Backend:
@@ -137,6 +129,7 @@ class StoreHook:
         self.command = command
         self._known_contigs: set[str] = set()
         self._last_record = -1e9
+        self._keyed = None  # (batch, its keys): computed once per chunk for all backends
         atexit.register(_flush_at_exit, weakref.ref(self))  # weak: a finished hook's partitions are freed
 
     # --- reporting ----------------------------------------------------------------------
@@ -165,28 +158,55 @@ class StoreHook:
                         "but no more scores are added to the store", self.folder.root, err)
 
     # --- the hook -----------------------------------------------------------------------
+    def _contig_id(self, chrom: str) -> str | None:
+        """Store id of VCF contig ``chrom`` (resolved once per run), its descriptor written once."""
+        ident = self.contigs.id_of(chrom)
+        if ident is None:
+            return None
+        if ident[0] not in self._known_contigs:
+            self._known_contigs.add(ident[0])
+            if self.writable:
+                try:
+                    self.folder.put_contig(*ident)
+                except OSError as e:
+                    self._stop_writing(e)
+        return ident[0]
+
     def _keys(self, batch: AlleleBatch):
-        """Scorable alleles with a FASTA contig: their indices, contig ids and blocks (vectorized)."""
+        """Scorable alleles with a FASTA contig: their indices, contig ids and blocks, and the
+        partitions to read as (contig id, block, indices) (one, in the usual chunk)."""
+        n = len(batch)
+        kinds = set(batch.status)
+        if kinds <= SCORABLE:
+            ok = np.ones(n, bool)
+        else:
+            st = np.asarray(batch.status, dtype=object)
+            ok = np.zeros(n, bool)
+            for v in kinds & SCORABLE:
+                ok |= st == v
+        names = set(batch.chrom)
+        pos = np.asarray(batch.pos1, np.int64)
+        if len(names) == 1:  # the usual chunk: one contig
+            c = self._contig_id(names.pop())
+            idx = np.flatnonzero(ok) if c is not None else np.zeros(0, np.int64)
+            blocks = pos[idx] // BLOCK
+            cids = [c] * len(idx)
+            if not len(idx):
+                return idx, cids, blocks, []
+            if (blocks == blocks[0]).all():  # engine chunks never span a block
+                return idx, cids, blocks, [(c, int(blocks[0]), idx)]
+            return idx, cids, blocks, [(c, int(k), idx[blocks == k]) for k in np.unique(blocks).tolist()]
         chrom = np.asarray(batch.chrom, dtype=object)
-        st = np.asarray(batch.status, dtype=object)
-        ok = np.zeros(len(st), bool)
-        for v in SCORABLE:
-            ok |= st == v
-        cid = np.full(len(st), None, dtype=object)
-        for c in set(chrom[ok].tolist()):
-            ident = self.contigs.id_of(c)
-            if ident is None:
-                continue
-            if ident[0] not in self._known_contigs:
-                self._known_contigs.add(ident[0])
-                if self.writable:
-                    try:
-                        self.folder.put_contig(*ident)
-                    except OSError as e:
-                        self._stop_writing(e)
-            cid[ok & (chrom == c)] = ident[0]
+        cid = np.full(n, None, dtype=object)
+        for c in names:
+            ident = self._contig_id(c)
+            if ident is not None:
+                cid[ok & (chrom == c)] = ident
         idx = np.flatnonzero(cid != None)  # noqa: E711 (element-wise)
-        return idx, cid[idx], np.asarray(batch.pos1, np.int64)[idx] // BLOCK
+        cid, blocks = cid[idx], pos[idx] // BLOCK
+        groups = [(c, blk, idx[(cid == c) & (blocks == blk)]) for c in set(cid.tolist())
+                  for blk in np.unique(blocks[cid == c]).tolist()]
+        return idx, list(cid), blocks, groups
 
     def score(self, scorer, batch: AlleleBatch) -> ScoreResult:
         b = self.backends.get(id(scorer))
@@ -196,25 +216,29 @@ class StoreHook:
                 b.computed += sum(st in SCORABLE for st in batch.status)
             return res
         n = len(batch)
-        cand, cids, blocks = self._keys(batch)
-        pos = np.asarray(batch.pos1, np.int64)
-        ref = np.asarray(batch.ref, dtype=object)
-        alt = np.asarray(batch.alt, dtype=object)
+        if self._keyed is not None and self._keyed[0] is batch:  # the next backend on the same chunk
+            cand, cids, blocks, groups, pos, q = self._keyed[1]
+        else:
+            cand, cids, blocks, groups = self._keys(batch)
+            pos = np.asarray(batch.pos1, np.int64)
+            q = Queries(pos, batch.ref, batch.alt)
+            self._keyed = (batch, (cand, cids, blocks, groups, pos, q))
         hit_idx, hit_tables = [], []
-        for c in set(cids.tolist()):
-            in_c = cids == c
-            for blk in np.unique(blocks[in_c]).tolist():
-                self._lookup(b, c, blk, cand[in_c & (blocks == blk)], pos, ref, alt, hit_idx, hit_tables)
-        hits = np.concatenate(hit_idx) if hit_idx else np.zeros(0, np.int64)
-        is_hit = np.zeros(n, bool)
-        is_hit[hits] = True
-        miss = np.flatnonzero(~is_hit)
+        for c, blk, qidx in groups:
+            self._lookup(b, c, blk, qidx, q, hit_idx, hit_tables)
+        hits = np.concatenate(hit_idx) if len(hit_idx) > 1 else hit_idx[0] if hit_idx else np.zeros(0, np.int64)
+        if len(hits) == n:
+            miss = np.zeros(0, np.int64)
+        else:
+            is_hit = np.zeros(n, bool)
+            is_hit[hits] = True
+            miss = np.flatnonzero(~is_hit)
         res = scorer.score(subset(batch, miss), self.genome) if len(miss) else None
         b.hits += len(hits)
         b.computed += int(sum(batch.status[i] in SCORABLE for i in miss))
         if res is not None and len(cand) and self.writable:
             try:
-                self._write_back(b, res, miss, cand, cids, blocks, pos, ref, alt)
+                self._write_back(b, res, miss, cand, cids, blocks, pos, batch.ref, batch.alt)
             except OSError as e:
                 self._stop_writing(e)
             except Exception as e:  # the scores are fine: never lose them over the store
@@ -225,36 +249,50 @@ class StoreHook:
             return res
         return self._merge(b, n, hits, hit_tables, miss, res)
 
-    def _lookup(self, b: _Backend, c: str, blk: int, q, pos, ref, alt, hit_idx: list, hit_tables: list) -> None:
-        """Look alleles ``q`` (one contig and block) up: this configuration first, then --store-use tables."""
+    def _lookup(self, b: _Backend, c: str, blk: int, qidx, q: Queries, hit_idx: list, hit_tables: list) -> None:
+        """Look alleles ``qidx`` (one contig and block) up: this configuration first, then --store-use tables."""
         for config in b.read_configs:
             part = self.folder.partition(config, c, blk)
             part.refresh()
-            run_of, row_of = part.find(pos[q], ref[q], alt[q])
-            for r in np.unique(run_of[run_of >= 0]).tolist():
-                sel = run_of == r
-                hit_idx.append(q[sel])
-                hit_tables.append(_conform(part.runs[r].table.take(pa.array(row_of[sel])), b.schema))
-            q = q[run_of < 0]
-            if not len(q):
+            run_of, row_of = part.find(q, qidx)
+            if len(part.runs) == 1:
+                found = row_of >= 0
+                if found.any():
+                    hit_idx.append(qidx[found] if not found.all() else qidx)
+                    rows = row_of[found] if not found.all() else row_of
+                    hit_tables.append(part.runs[0].values(b.schema).take(pa.array(rows)))
+            else:
+                for r in np.unique(run_of[run_of >= 0]).tolist():
+                    sel = run_of == r
+                    hit_idx.append(qidx[sel])
+                    hit_tables.append(part.runs[r].values(b.schema).take(pa.array(row_of[sel])))
+            qidx = qidx[run_of < 0]
+            if not len(qidx):
                 return
 
     def _merge(self, b: _Backend, n: int, hits, hit_tables, miss, res: ScoreResult | None) -> ScoreResult:
-        stored = pa.concat_tables(hit_tables) if hit_tables else b.schema.empty_table()
+        stored = pa.concat_tables(hit_tables) if len(hit_tables) > 1 else hit_tables[0] if hit_tables \
+            else b.schema.empty_table()
         # position of every allele in [miss results..., stored hits...]
-        perm = np.empty(n, np.int64)
-        perm[miss] = np.arange(len(miss))
-        perm[hits] = len(miss) + np.arange(len(hits))
-        identity = bool((perm == np.arange(n)).all())  # e.g. a fully warm chunk
-        take = None if identity else pa.array(perm)
+        if not len(miss) and (len(hits) < 2 or bool((hits[1:] > hits[:-1]).all())):
+            identity, perm, take = True, None, None  # e.g. a fully warm chunk, found in order
+        else:
+            perm = np.empty(n, np.int64)
+            perm[miss] = np.arange(len(miss))
+            perm[hits] = len(miss) + np.arange(len(hits))
+            identity = bool((perm == np.arange(n)).all())
+            take = None if identity else pa.array(perm)
         cols = {}
         for f in b.score_schema:
-            parts = [stored.column(f.name).combine_chunks().cast(f.type)]
+            col = stored.column(f.name)
+            parts = [col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()]
             if res is not None:
                 parts.insert(0, as_array(res.columns[f.name], f.type))
             arr = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
             cols[f.name] = arr if identity else arr.take(take)
-        status = (list(res.status) if res is not None else []) + stored.column("status").to_pylist()
+        st = stored.column("status")
+        status = (list(res.status) if res is not None else []) + \
+            ([None] * len(st) if st.null_count == len(st) else st.to_pylist())  # mostly all scored
         info_ids = list(b.info_ids) + [k for k in (res.info if res is not None else {}) if k not in b.info_ids]
         info = {}
         for k in info_ids:
@@ -267,6 +305,7 @@ class StoreHook:
         """Add the misses' storable results (one segment per partition); a failing write only stops writing."""
         if not self.writable:
             return
+        ref, alt = np.asarray(ref, dtype=object), np.asarray(alt, dtype=object)
         where = {int(i): j for j, i in enumerate(cand)}
         keep, seen = [], set()
         for m, i in enumerate(miss):
