@@ -23,7 +23,8 @@ import torch
 from vareff._version import __version__
 from vareff.config import RunConfig
 from vareff.errors import SCORABLE, InputError, Status
-from vareff.normalize.alleles import AlleleRows, Record, split_columns, split_records
+from vareff.normalize.alleles import AlleleRows, Record, split_arrow, split_columns, split_records
+from vareff.read.columnar import ColumnChunk, forced_off, iter_column_chunks
 from vareff.read.vcf import Region, VcfReader, is_malformed
 from vareff.score.base import InfoField, Scorer, cost_per_allele
 from vareff.score.registry import make_scorer
@@ -289,6 +290,8 @@ def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool
     """Normalize, score and look up one chunk of ``(variant, loc)`` items, and render its VCF
     records; shared by :func:`run` and the distributed workers so both cut identical outputs.
     For VCF output the reader's header must already hold vareff's INFO fields (``prepare_header``)."""
+    if isinstance(chunk, ColumnChunk):
+        return _process_column_chunk(pipe, chunk)
     cols = record_columns(chunk, reader, pipe.cfg.skip_malformed, pipe.warn)
     info = record_info(chunk, cols[5], pipe.max_af) if pipe.max_af else None
     rows, table, model_info = pipe.process_columns(cols, info)
@@ -301,6 +304,41 @@ def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool
     counts = rows.df.get_column("status").value_counts()
     return ChunkResult(table, vcf_text, len(chunk), len(rows), dict(zip(*counts.to_dict(as_series=False).values())),
                        f"{cols[0][-1]}:{cols[1][-1]}", pipe.hits(table), samples, male_x_het)
+
+
+def _process_column_chunk(pipe: Pipeline, chunk: ColumnChunk) -> ChunkResult:
+    """:func:`process_chunk` for records read as columns (no VCF output, INFO or samples needed)."""
+    rows = split_arrow(chunk.chrom, chunk.pos, chunk.id, chunk.ref, chunk.alts, chunk.n_alleles, pipe.genome,
+                       pipe.cfg.max_allele_length)
+    rows, table, _ = pipe.process_rows(rows)
+    counts = rows.df.get_column("status").value_counts()
+    return ChunkResult(table, None, len(chunk), len(rows), dict(zip(*counts.to_dict(as_series=False).values())),
+                       f"{chunk.chrom[-1].as_py()}:{chunk.pos[-1]}", pipe.hits(table))
+
+
+def columnar_input(cfg: RunConfig, reader: VcfReader, pipe: Pipeline, want_vcf: bool) -> int | None:
+    """The column count of the input's lines when the columnar reader can serve this run (a text
+    VCF file read whole, no VCF output, genotypes or INFO values needed), else None."""
+    if (forced_off() or cfg.regions or cfg.input == "-" or reader.header_lines is None or want_vcf
+            or pipe.samples is not None or pipe.max_af):
+        return None
+    return len(reader.vcf.raw_header.rstrip("\n").rsplit("\n", 1)[-1].split("\t"))
+
+
+def chunk_contig(chunk) -> str | None:
+    """The contig of a chunk (a chunk never spans two): its first well-formed record's CHROM."""
+    if isinstance(chunk, ColumnChunk):
+        return chunk.chrom[0].as_py()
+    first = next((v for v, _ in chunk if not is_malformed(v)), None)
+    return first.CHROM if first is not None else None
+
+
+def chunk_start(chunk) -> str:
+    """``CHROM:POS`` of a chunk's first record (for progress heartbeats)."""
+    if isinstance(chunk, ColumnChunk):
+        return f"{chunk.chrom[0].as_py()}:{chunk.pos[0]}"
+    v0 = chunk[0][0]
+    return f"{v0.CHROM}:{v0.POS}"
 
 
 #: chunks never span a block of this many bases (nor two contigs), so a genomic shard of whole
@@ -411,15 +449,14 @@ def run(cfg: RunConfig) -> RunSummary:
     def flush(chunk):
         nonlocal k
         # a chunk never spans two contigs: its first well-formed record names its contig
-        first = next((v for v, _ in chunk if not is_malformed(v)), None)
-        if first is not None and len(vcf_contigs) < 10_000:
-            vcf_contigs.add(first.CHROM)
+        contig = chunk_contig(chunk)
+        if contig is not None and len(vcf_contigs) < 10_000:
+            vcf_contigs.add(contig)
         if k < store.chunks_done:
             progress.update(len(chunk))
             k += 1
             return
-        v0 = chunk[0][0]
-        progress.working(f"{v0.CHROM}:{v0.POS}")
+        progress.working(chunk_start(chunk))
         res = process_chunk(pipe, reader, chunk, want_vcf)
         with signals.atomic():
             hits = store.state.setdefault("hits", {})  # saved with the chunk's manifest update
@@ -431,9 +468,15 @@ def run(cfg: RunConfig) -> RunSummary:
         k += 1
 
     signals = StopSignals()
+    n_cols = columnar_input(cfg, reader, pipe, want_vcf)
+    if n_cols is None:
+        chunks = iter_chunks(reader, cfg.chunk_size, allele_cost=cost)
+    else:  # columns while every line is vouched for, then the record-by-record path (docs/host-path.md)
+        chunks = iter_column_chunks(reader, n_cols, cfg.chunk_size, BLOCK, cost, CHUNK_SECONDS,
+                                    lambda items: iter_chunks(items, cfg.chunk_size, allele_cost=cost))
     try:
         with signals:
-            for chunk in iter_chunks(reader, cfg.chunk_size, allele_cost=cost):
+            for chunk in chunks:
                 flush(chunk)
     except BaseException as e:
         store.release()  # the parts stay for --resume; the output is free for it

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from vareff.errors import Status
 from vareff.score.base import AlleleBatch
@@ -120,19 +121,36 @@ def split_columns(chrom: list[str], pos1: list[int], ids: list, refs: list[str],
                   genome: Genome | None, max_len: int) -> AlleleRows:
     """One row per (record, ALT); a record without ALT or a malformed one still gets one row."""
     n_alt = np.fromiter((max(len(a), 1) for a in alts), dtype=np.int64, count=len(alts))
-    rec = np.repeat(np.arange(len(alts), dtype=np.int64), n_alt)
-    alt_flat = [a for al in alts for a in (al or (".",))]
+    alt_flat = pl.Series([a for al in alts for a in (al or (".",))], dtype=pl.Utf8)
+    return _split_frame(pl.Series(chrom, dtype=pl.Utf8), pl.Series(pos1, dtype=pl.Int64), pl.Series(ids, dtype=pl.Utf8),
+                        pl.Series(refs, dtype=pl.Utf8), n_alt, alt_flat,
+                        pl.Series("m", malformed, dtype=pl.Boolean), genome, max_len)
+
+
+def split_arrow(chrom: pa.Array, pos1: np.ndarray, ids: pa.Array, refs: pa.Array, alts: pa.Array,
+                n_alt: np.ndarray, genome: Genome | None, max_len: int) -> AlleleRows:
+    """:func:`split_columns` for well-formed records given as Arrow columns (``alts``: a list
+    array, empty for ALT ``.``; ``n_alt``: alleles per record, at least 1), no Python per record."""
+    alt_flat = pl.from_arrow(alts).explode().fill_null(".").cast(pl.Utf8)
+    return _split_frame(pl.from_arrow(chrom).cast(pl.Utf8), pl.Series(pos1, dtype=pl.Int64),
+                        pl.from_arrow(ids).cast(pl.Utf8), pl.from_arrow(refs).cast(pl.Utf8), n_alt, alt_flat,
+                        pl.Series("m", np.zeros(len(pos1), dtype=bool), dtype=pl.Boolean), genome, max_len)
+
+
+def _split_frame(chrom: pl.Series, pos1: pl.Series, ids: pl.Series, refs: pl.Series, n_alt: np.ndarray,
+                 alt_flat: pl.Series, malformed: pl.Series, genome: Genome | None, max_len: int) -> AlleleRows:
+    rec = np.repeat(np.arange(len(n_alt), dtype=np.int64), n_alt)
     first = np.cumsum(n_alt) - n_alt
     allele_index = np.arange(len(rec), dtype=np.int64) - np.repeat(first, n_alt) + 1
     idx = pl.Series(rec)
-    mal = pl.Series("m", malformed, dtype=pl.Boolean).gather(idx)
+    mal = malformed.gather(idx)
     df = pl.DataFrame({
         "record": rec,
-        "chrom": pl.Series(chrom, dtype=pl.Utf8).gather(idx),
-        "pos": pl.Series(pos1, dtype=pl.Int64).gather(idx),
-        "id": pl.Series(ids, dtype=pl.Utf8).gather(idx),
-        "ref": pl.Series(refs, dtype=pl.Utf8).gather(idx),
-        "alt": pl.Series(alt_flat, dtype=pl.Utf8),
+        "chrom": chrom.gather(idx),
+        "pos": pos1.gather(idx),
+        "id": ids.gather(idx),
+        "ref": refs.gather(idx),
+        "alt": alt_flat.alias("alt"),
         "allele_index": allele_index,
     })
     R, A = pl.col("ref").str.to_uppercase(), pl.col("alt").str.to_uppercase()

@@ -1,0 +1,280 @@
+"""Columnar reading of a text VCF (plain, gzip or BGZF): blocks of lines -> Arrow columns.
+
+The record-by-record path (:class:`~vareff.read.vcf.VcfReader` over cyvcf2) costs several
+microseconds of Python per record; this reader decompresses the file in large blocks, splits
+lines and columns with pyarrow's CSV parser and checks them with vectorized tests, so no Python
+object is made per record.  It yields only records it can vouch for: lines whose bytes are
+printable ASCII separated by single tabs, with the header's column count, a POS of digits in
+1..2^31-1, a REF of letters, ALT tokens that are ``.`` alone or non-empty, a numeric or missing
+QUAL, and no INFO ``END`` (which moves a record's end in htslib).  Such a line is read by htslib
+into exactly the fields taken here.
+
+At the first line it cannot vouch for (or data it cannot decompress), :func:`iter_column_chunks`
+hands the rest of the file, from the start of the chunk being filled, to the record-by-record
+path: that line's error text, line number or ``--skip-malformed`` row come from the same code
+as before, and the chunks are cut exactly as :func:`vareff.engine.run.iter_chunks` cuts them.
+``VAREFF_HOST_PATH=cyvcf2`` forces the record-by-record path for a whole run.  See docs/host-path.md.
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from vareff.read.vcf import MAX_POS, VcfReader
+
+log = logging.getLogger(__name__)
+
+#: environment variable: ``cyvcf2`` forces the record-by-record path (tests compare the two)
+ENV = "VAREFF_HOST_PATH"
+#: decompressed bytes read per block
+BLOCK_BYTES = 8 << 20
+
+_POS = r"^[0-9]{1,10}$"
+_REF = r"^[A-Za-z]+$"
+_ALT = r"^(\.|[^,]+(,[^,]+)*)$"
+_ALT_DOT = r"(^|,)\.(,|$)"
+_QUAL = r"^(\.|[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?)$"
+_END = r"(^|;)END="
+
+
+def forced_off() -> bool:
+    """True when the environment forces the record-by-record path."""
+    return os.environ.get(ENV, "").strip().lower() == "cyvcf2"
+
+
+@dataclass
+class ColumnChunk:
+    """Records of one chunk as columns (``first``: 1-based record number of the first one)."""
+
+    chrom: pa.Array
+    pos: np.ndarray
+    id: pa.Array
+    ref: pa.Array
+    alts: pa.Array
+    n_alleles: np.ndarray
+    first: int
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def slice(self, a: int, b: int) -> "ColumnChunk":
+        return ColumnChunk(self.chrom[a:b], self.pos[a:b], self.id[a:b], self.ref[a:b], self.alts[a:b],
+                           self.n_alleles[a:b], self.first + a)
+
+    @staticmethod
+    def concat(parts: list["ColumnChunk"]) -> "ColumnChunk":
+        if len(parts) == 1:
+            return parts[0]
+        cat = lambda name: pa.concat_arrays([getattr(p, name) for p in parts])  # noqa: E731
+        return ColumnChunk(cat("chrom"), np.concatenate([p.pos for p in parts]), cat("id"), cat("ref"), cat("alts"),
+                           np.concatenate([p.n_alleles for p in parts]), parts[0].first)
+
+
+def _open(path: str):
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def _text_blocks(path: str, header_lines: int, block_bytes: int) -> Iterator[bytes]:
+    """Blocks of whole data lines (each ends with a newline); raises OSError/EOFError/zlib.error
+    when the data cannot be decompressed."""
+    with _open(path) as fh:
+        rest, skip = b"", header_lines
+        while True:
+            data = fh.read(block_bytes)
+            if not data:
+                if rest:
+                    yield rest + b"\n"
+                return
+            buf = rest + data
+            while skip and buf:
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    break
+                buf, skip = buf[nl + 1:], skip - 1
+            cut = buf.rfind(b"\n") + 1
+            if skip:
+                rest = buf
+                continue
+            rest = buf[cut:]
+            if cut:
+                yield buf[:cut]
+
+
+def _clean_lines(buf: bytes, n_cols: int) -> int:
+    """Number of leading lines of ``buf`` whose bytes pass the byte-level checks: printable ASCII
+    only, exactly ``n_cols`` non-empty tab-separated fields."""
+    a = np.frombuffer(buf, dtype=np.uint8)
+    nl = np.flatnonzero(a == 10)
+    bad_byte = ((a < 33) & (a != 9) & (a != 10)) | (a > 126)
+    tab = a == 9
+    starts = np.concatenate(([0], nl[:-1] + 1))
+    # empty fields: a tab at a line start, before a newline or after a tab
+    empty = np.zeros(len(a), dtype=bool)
+    empty[starts] = tab[starts] | (a[starts] == 10)
+    empty[:-1] |= tab[:-1] & ((a[1:] == 9) | (a[1:] == 10))
+    ctab = np.concatenate(([0], np.cumsum(tab)))
+    tabs_per_line = ctab[nl + 1] - ctab[starts]
+    cbad = np.concatenate(([0], np.cumsum(bad_byte | empty)))
+    ok = (tabs_per_line == n_cols - 1) & (cbad[nl + 1] == cbad[starts])
+    bad = np.flatnonzero(~ok)
+    return int(bad[0]) if len(bad) else len(nl)
+
+
+_NAMES = ["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
+
+
+def _parse(buf: bytes, n_cols: int) -> pa.Table:
+    names = _NAMES + [f"c{i}" for i in range(8, n_cols)]
+    return pacsv.read_csv(
+        pa.BufferReader(buf),
+        read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 22),
+        parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, double_quote=False,
+                                         newlines_in_values=False, ignore_empty_lines=False),
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in _NAMES}, null_values=[],
+                                             strings_can_be_null=False, include_columns=_NAMES))
+
+
+def _vouched(t: pa.Table) -> int:
+    """Number of leading rows whose field values pass the column checks."""
+    c = t.column
+    ok = pc.and_(pc.match_substring_regex(c("POS"), _POS), pc.match_substring_regex(c("REF"), _REF))
+    ok = pc.and_(ok, pc.invert(pc.starts_with(c("CHROM"), "#")))
+    ok = pc.and_(ok, pc.and_(pc.match_substring_regex(c("ALT"), _ALT),
+                             pc.invert(pc.and_(pc.match_substring_regex(c("ALT"), _ALT_DOT),
+                                               pc.not_equal(c("ALT"), ".")))))
+    ok = pc.and_(ok, pc.and_(pc.match_substring_regex(c("QUAL"), _QUAL),
+                             pc.invert(pc.match_substring_regex(c("INFO"), _END))))
+    good = np.asarray(ok.combine_chunks() if isinstance(ok, pa.ChunkedArray) else ok, dtype=bool)
+    # POS range (digits only by now; 10 digits may pass 2^31-1)
+    bad = np.flatnonzero(~good)
+    n = int(bad[0]) if len(bad) else len(good)
+    if n:
+        p = pc.cast(c("POS").slice(0, n), pa.int64()).to_numpy()
+        out = np.flatnonzero((p < 1) | (p > MAX_POS))
+        if len(out):
+            n = int(out[0])
+    return n
+
+
+def _columns(t: pa.Table, first: int) -> ColumnChunk:
+    chrom = t.column("CHROM").combine_chunks()
+    pos = pc.cast(t.column("POS"), pa.int64()).combine_chunks().to_numpy()
+    ids = t.column("ID").combine_chunks()
+    ids = pc.if_else(pc.equal(ids, "."), pa.scalar(None, pa.string()), ids)
+    alt = t.column("ALT").combine_chunks()
+    alts = pc.split_pattern(pc.if_else(pc.equal(alt, "."), pa.scalar(None, pa.string()), alt), ",")
+    alts = pc.if_else(pc.is_null(alts), pa.scalar([], pa.list_(pa.string())), alts)
+    n_alleles = np.maximum(pc.list_value_length(alts).to_numpy(zero_copy_only=False), 1).astype(np.int64)
+    return ColumnChunk(chrom, pos, ids, t.column("REF").combine_chunks(), alts, n_alleles, first)
+
+
+def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int = BLOCK_BYTES
+                  ) -> Iterator[tuple[ColumnChunk, bool]]:
+    """``(records, clean)`` per block; ``clean`` False means reading must stop after ``records``
+    (the next line is one this reader cannot vouch for, or the data cannot be decompressed)."""
+    first = 1
+    try:
+        for buf in _text_blocks(path, header_lines, block_bytes):
+            n = _clean_lines(buf, n_cols)
+            head = buf if n == buf.count(b"\n") else buf[: _line_end(buf, n)]
+            t = _parse(head, n_cols) if n else None
+            m = _vouched(t) if t is not None else 0
+            if m:
+                yield _columns(t.slice(0, m), first), True
+                first += m
+            if m < buf.count(b"\n"):
+                yield _empty(first), False
+                return
+    except (OSError, EOFError, zlib.error):
+        yield _empty(first), False
+
+
+def _line_end(buf: bytes, n: int) -> int:
+    """Offset just past the ``n``-th newline of ``buf``."""
+    nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10)
+    return int(nl[n - 1]) + 1 if n else 0
+
+
+def _empty(first: int) -> ColumnChunk:
+    s = pa.array([], pa.string())
+    return ColumnChunk(s, np.zeros(0, np.int64), s, s, pa.array([], pa.list_(pa.string())), np.zeros(0, np.int64),
+                       first)
+
+
+def cut_points(chunk: ColumnChunk, chunk_size: int, block: int, allele_cost: float, budget: float,
+               final: bool) -> list[int]:
+    """Ends of the complete chunks in ``chunk`` (the rules of :func:`vareff.engine.run.iter_chunks`:
+    at most ``chunk_size`` records, one ``block``-base bin of one contig, closed once the summed
+    cost reaches ``budget``); the records after the last end wait for more (all are cut if ``final``)."""
+    n = len(chunk)
+    if not n:
+        return []
+    bins = chunk.pos // block
+    change = np.zeros(n, dtype=bool)
+    if n > 1:
+        change[1:] = (bins[1:] != bins[:-1]) | ~np.asarray(
+            pc.equal(chunk.chrom[1:], chunk.chrom[:-1]), dtype=bool)
+    seg = np.append(np.flatnonzero(change), n)
+    ends, s = [], 0
+    while s < n:
+        lim = min(s + chunk_size, int(seg[np.searchsorted(seg, s, side="right")]))
+        if allele_cost:
+            cum = np.cumsum(allele_cost * chunk.n_alleles[s:lim])
+            hit = np.flatnonzero(cum >= budget)
+            if len(hit):
+                lim = min(lim, s + int(hit[0]) + 1)
+        if lim == n and not final:
+            break
+        ends.append(lim)
+        s = lim
+    return ends
+
+
+def iter_column_chunks(reader: VcfReader, n_cols: int, chunk_size: int, block: int, allele_cost: float,
+                       budget: float, fallback, block_bytes: int = BLOCK_BYTES):
+    """Chunks of the whole input: :class:`ColumnChunk` while every line is vouched for, then, from
+    the start of the chunk being filled, ``fallback(items)`` (``iter_chunks`` over the reader's
+    ``(variant, loc)`` items after skipping the records already yielded as columns)."""
+    pending: list[ColumnChunk] = []
+    for part, clean in record_blocks(reader.path, reader.header_lines, n_cols, block_bytes):
+        if len(part):
+            pending.append(part)
+        if not pending:
+            if not clean:
+                log.debug("columnar reader: record-by-record from record 1")
+                yield from fallback(iter(reader))
+                return
+            continue
+        cur = ColumnChunk.concat(pending)
+        ends = cut_points(cur, chunk_size, block, allele_cost, budget, final=False)
+        a = 0
+        for e in ends:
+            yield cur.slice(a, e)
+            a = e
+        pending = [cur.slice(a, len(cur))] if a < len(cur) else []
+        if not clean:
+            items = iter(reader)
+            done = cur.first - 1 + a
+            log.debug("columnar reader: record-by-record from record %d", done + 1)
+            for _ in islice(items, done):
+                pass
+            yield from fallback(items)
+            return
+    if pending:
+        cur = ColumnChunk.concat(pending)
+        a = 0
+        for e in cut_points(cur, chunk_size, block, allele_cost, budget, final=True):
+            yield cur.slice(a, e)
+            a = e
