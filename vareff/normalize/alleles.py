@@ -130,8 +130,8 @@ def split_columns(chrom: list[str], pos1: list[int], ids: list, refs: list[str],
 def split_arrow(chrom: pa.Array, pos1: np.ndarray, ids: pa.Array, refs: pa.Array, alts: pa.Array,
                 n_alt: np.ndarray, genome: Genome | None, max_len: int) -> AlleleRows:
     """:func:`split_columns` for well-formed records given as Arrow columns (``alts``: a list
-    array, empty for ALT ``.``; ``n_alt``: alleles per record, at least 1), no Python per record."""
-    alt_flat = pl.from_arrow(alts).explode().fill_null(".").cast(pl.Utf8)
+    array, ``['.']`` for ALT ``.``; ``n_alt``: its lengths), no Python per record."""
+    alt_flat = pl.from_arrow(alts).explode().cast(pl.Utf8)
     return _split_frame(pl.from_arrow(chrom).cast(pl.Utf8), pl.Series(pos1, dtype=pl.Int64),
                         pl.from_arrow(ids).cast(pl.Utf8), pl.from_arrow(refs).cast(pl.Utf8), n_alt, alt_flat,
                         pl.Series("m", np.zeros(len(pos1), dtype=bool), dtype=pl.Boolean), genome, max_len)

@@ -174,19 +174,18 @@ def _columns(t: pa.Table, first: int) -> ColumnChunk:
     ids = t.column("ID").combine_chunks()
     ids = pc.if_else(pc.equal(ids, "."), pa.scalar(None, pa.string()), ids)
     alt = t.column("ALT").combine_chunks()
-    alts = pc.split_pattern(pc.if_else(pc.equal(alt, "."), pa.scalar(None, pa.string()), alt), ",")
-    alts = pc.if_else(pc.is_null(alts), pa.scalar([], pa.list_(pa.string())), alts)
-    n_alleles = np.maximum(pc.list_value_length(alts).to_numpy(zero_copy_only=False), 1).astype(np.int64)
+    alts = pc.split_pattern(alt, ",")  # ALT '.' gives ['.']: the one row of a record without ALT
+    n_alleles = pc.list_value_length(alts).to_numpy(zero_copy_only=False).astype(np.int64)
     return ColumnChunk(chrom, pos, ids, t.column("REF").combine_chunks(), alts, n_alleles, first)
 
 
-def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int = BLOCK_BYTES
+def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int | None = None
                   ) -> Iterator[tuple[ColumnChunk, bool]]:
     """``(records, clean)`` per block; ``clean`` False means reading must stop after ``records``
     (the next line is one this reader cannot vouch for, or the data cannot be decompressed)."""
     first = 1
     try:
-        for buf in _text_blocks(path, header_lines, block_bytes):
+        for buf in _text_blocks(path, header_lines, block_bytes or BLOCK_BYTES):
             n = _clean_lines(buf, n_cols)
             head = buf if n == buf.count(b"\n") else buf[: _line_end(buf, n)]
             t = _parse(head, n_cols) if n else None
@@ -243,7 +242,7 @@ def cut_points(chunk: ColumnChunk, chunk_size: int, block: int, allele_cost: flo
 
 
 def iter_column_chunks(reader: VcfReader, n_cols: int, chunk_size: int, block: int, allele_cost: float,
-                       budget: float, fallback, block_bytes: int = BLOCK_BYTES):
+                       budget: float, fallback, block_bytes: int | None = None):
     """Chunks of the whole input: :class:`ColumnChunk` while every line is vouched for, then, from
     the start of the chunk being filled, ``fallback(items)`` (``iter_chunks`` over the reader's
     ``(variant, loc)`` items after skipping the records already yielded as columns)."""
