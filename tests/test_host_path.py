@@ -8,7 +8,7 @@ import gzip
 import random
 
 import numpy as np
-import pyarrow as pa
+import polars as pl
 import pyarrow.parquet as pq
 import pysam
 import pytest
@@ -250,8 +250,8 @@ def test_cut_points_are_the_chunks_of_iter_chunks(cost):
     n_alt = rng.integers(0, 4, n)
     want = [len(c) for c in iter_chunks([(_V(c, int(p), int(a)), None) for c, p, a in zip(chrom, pos, n_alt)],
                                         50, block=1_000_000, allele_cost=cost, budget=7.0)]
-    chunk = ColumnChunk(pa.array(chrom), pos.astype(np.int64), pa.array([None] * n, pa.string()),
-                        pa.array(["A"] * n), pa.array([["A"] * a for a in n_alt]), np.maximum(n_alt, 1), 1)
+    chunk = ColumnChunk(pl.Series(chrom), pos.astype(np.int64), pl.Series([None] * n, dtype=pl.Utf8),
+                        pl.Series(["A"] * n), pl.Series([["A"] * a for a in n_alt]), np.maximum(n_alt, 1), 1)
     # fed in pieces, as the blocks come: complete chunks only until the last piece
     got, start = [], 0
     for stop in (700, 1500, 2999, n):

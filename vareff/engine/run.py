@@ -23,7 +23,7 @@ import torch
 from vareff._version import __version__
 from vareff.config import RunConfig
 from vareff.errors import SCORABLE, InputError, Status
-from vareff.normalize.alleles import AlleleRows, Record, split_arrow, split_columns, split_records
+from vareff.normalize.alleles import AlleleRows, Record, split_series, split_columns, split_records
 from vareff.read.columnar import ColumnChunk, forced_off, iter_column_chunks
 from vareff.read.vcf import Region, VcfReader, is_malformed
 from vareff.score.base import InfoField, Scorer, cost_per_allele
@@ -308,12 +308,12 @@ def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool
 
 def _process_column_chunk(pipe: Pipeline, chunk: ColumnChunk) -> ChunkResult:
     """:func:`process_chunk` for records read as columns (no VCF output, INFO or samples needed)."""
-    rows = split_arrow(chunk.chrom, chunk.pos, chunk.id, chunk.ref, chunk.alts, chunk.n_alleles, pipe.genome,
+    rows = split_series(chunk.chrom, chunk.pos, chunk.id, chunk.ref, chunk.alts, chunk.n_alleles, pipe.genome,
                        pipe.cfg.max_allele_length)
     rows, table, _ = pipe.process_rows(rows)
     counts = rows.df.get_column("status").value_counts()
     return ChunkResult(table, None, len(chunk), len(rows), dict(zip(*counts.to_dict(as_series=False).values())),
-                       f"{chunk.chrom[-1].as_py()}:{chunk.pos[-1]}", pipe.hits(table))
+                       f"{chunk.chrom[-1]}:{chunk.pos[-1]}", pipe.hits(table))
 
 
 def columnar_input(cfg: RunConfig, reader: VcfReader, pipe: Pipeline, want_vcf: bool) -> int | None:
@@ -328,7 +328,7 @@ def columnar_input(cfg: RunConfig, reader: VcfReader, pipe: Pipeline, want_vcf: 
 def chunk_contig(chunk) -> str | None:
     """The contig of a chunk (a chunk never spans two): its first well-formed record's CHROM."""
     if isinstance(chunk, ColumnChunk):
-        return chunk.chrom[0].as_py()
+        return chunk.chrom[0]
     first = next((v for v, _ in chunk if not is_malformed(v)), None)
     return first.CHROM if first is not None else None
 
@@ -336,7 +336,7 @@ def chunk_contig(chunk) -> str | None:
 def chunk_start(chunk) -> str:
     """``CHROM:POS`` of a chunk's first record (for progress heartbeats)."""
     if isinstance(chunk, ColumnChunk):
-        return f"{chunk.chrom[0].as_py()}:{chunk.pos[0]}"
+        return f"{chunk.chrom[0]}:{chunk.pos[0]}"
     v0 = chunk[0][0]
     return f"{v0.CHROM}:{v0.POS}"
 

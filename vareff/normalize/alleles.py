@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from vareff.errors import Status
 from vareff.score.base import AlleleBatch
@@ -127,13 +126,11 @@ def split_columns(chrom: list[str], pos1: list[int], ids: list, refs: list[str],
                         pl.Series("m", malformed, dtype=pl.Boolean), genome, max_len)
 
 
-def split_arrow(chrom: pa.Array, pos1: np.ndarray, ids: pa.Array, refs: pa.Array, alts: pa.Array,
-                n_alt: np.ndarray, genome: Genome | None, max_len: int) -> AlleleRows:
-    """:func:`split_columns` for well-formed records given as Arrow columns (``alts``: a list
-    array, ``['.']`` for ALT ``.``; ``n_alt``: its lengths), no Python per record."""
-    alt_flat = pl.from_arrow(alts).explode().cast(pl.Utf8)
-    return _split_frame(pl.from_arrow(chrom).cast(pl.Utf8), pl.Series(pos1, dtype=pl.Int64),
-                        pl.from_arrow(ids).cast(pl.Utf8), pl.from_arrow(refs).cast(pl.Utf8), n_alt, alt_flat,
+def split_series(chrom: pl.Series, pos1: np.ndarray, ids: pl.Series, refs: pl.Series, alts: pl.Series,
+                 n_alt: np.ndarray, genome: Genome | None, max_len: int) -> AlleleRows:
+    """:func:`split_columns` for well-formed records given as polars columns (``alts``: a list
+    column, ``['.']`` for ALT ``.``; ``n_alt``: its lengths), no Python per record."""
+    return _split_frame(chrom, pl.Series(pos1, dtype=pl.Int64), ids, refs, n_alt, alts.explode(),
                         pl.Series("m", np.zeros(len(pos1), dtype=bool), dtype=pl.Boolean), genome, max_len)
 
 

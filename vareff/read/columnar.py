@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -54,13 +55,14 @@ def forced_off() -> bool:
 
 @dataclass
 class ColumnChunk:
-    """Records of one chunk as columns (``first``: 1-based record number of the first one)."""
+    """Records of one chunk as columns (``first``: 1-based record number of the first one;
+    ``alts``: a list column, ``['.']`` for ALT ``.``; ``n_alleles``: its lengths)."""
 
-    chrom: pa.Array
+    chrom: pl.Series
     pos: np.ndarray
-    id: pa.Array
-    ref: pa.Array
-    alts: pa.Array
+    id: pl.Series
+    ref: pl.Series
+    alts: pl.Series
     n_alleles: np.ndarray
     first: int
 
@@ -68,14 +70,14 @@ class ColumnChunk:
         return len(self.pos)
 
     def slice(self, a: int, b: int) -> "ColumnChunk":
-        return ColumnChunk(self.chrom[a:b], self.pos[a:b], self.id[a:b], self.ref[a:b], self.alts[a:b],
-                           self.n_alleles[a:b], self.first + a)
+        return ColumnChunk(self.chrom.slice(a, b - a), self.pos[a:b], self.id.slice(a, b - a),
+                           self.ref.slice(a, b - a), self.alts.slice(a, b - a), self.n_alleles[a:b], self.first + a)
 
     @staticmethod
     def concat(parts: list["ColumnChunk"]) -> "ColumnChunk":
         if len(parts) == 1:
             return parts[0]
-        cat = lambda name: pa.concat_arrays([getattr(p, name) for p in parts])  # noqa: E731
+        cat = lambda name: pl.concat([getattr(p, name) for p in parts], rechunk=True)  # noqa: E731
         return ColumnChunk(cat("chrom"), np.concatenate([p.pos for p in parts]), cat("id"), cat("ref"), cat("alts"),
                            np.concatenate([p.n_alleles for p in parts]), parts[0].first)
 
@@ -176,7 +178,9 @@ def _columns(t: pa.Table, first: int) -> ColumnChunk:
     alt = t.column("ALT").combine_chunks()
     alts = pc.split_pattern(alt, ",")  # ALT '.' gives ['.']: the one row of a record without ALT
     n_alleles = pc.list_value_length(alts).to_numpy(zero_copy_only=False).astype(np.int64)
-    return ColumnChunk(chrom, pos, ids, t.column("REF").combine_chunks(), alts, n_alleles, first)
+    return ColumnChunk(pl.from_arrow(chrom).cast(pl.Utf8), pos, pl.from_arrow(ids).cast(pl.Utf8),
+                       pl.from_arrow(t.column("REF").combine_chunks()).cast(pl.Utf8),
+                       pl.from_arrow(alts).cast(pl.List(pl.Utf8)), n_alleles, first)
 
 
 def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int | None = None
@@ -207,9 +211,9 @@ def _line_end(buf: bytes, n: int) -> int:
 
 
 def _empty(first: int) -> ColumnChunk:
-    s = pa.array([], pa.string())
-    return ColumnChunk(s, np.zeros(0, np.int64), s, s, pa.array([], pa.list_(pa.string())), np.zeros(0, np.int64),
-                       first)
+    s = pl.Series([], dtype=pl.Utf8)
+    return ColumnChunk(s, np.zeros(0, np.int64), s, s, pl.Series([], dtype=pl.List(pl.Utf8)),
+                       np.zeros(0, np.int64), first)
 
 
 def cut_points(chunk: ColumnChunk, chunk_size: int, block: int, allele_cost: float, budget: float,
@@ -223,8 +227,7 @@ def cut_points(chunk: ColumnChunk, chunk_size: int, block: int, allele_cost: flo
     bins = chunk.pos // block
     change = np.zeros(n, dtype=bool)
     if n > 1:
-        change[1:] = (bins[1:] != bins[:-1]) | ~np.asarray(
-            pc.equal(chunk.chrom[1:], chunk.chrom[:-1]), dtype=bool)
+        change[1:] = (bins[1:] != bins[:-1]) | (chunk.chrom.slice(1) != chunk.chrom.slice(0, n - 1)).to_numpy()
     seg = np.append(np.flatnonzero(change), n)
     ends, s = [], 0
     while s < n:
