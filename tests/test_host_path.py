@@ -5,7 +5,6 @@ case, compressed or not, cut into small blocks so the handover happens mid-file 
 from __future__ import annotations
 
 import gzip
-import random
 
 import numpy as np
 import polars as pl
@@ -22,14 +21,7 @@ from vareff.read.columnar import ColumnChunk, cut_points
 from vareff.engine.run import iter_chunks
 
 from engine_helpers import tubb8_paths
-
-FASTA = "grch38/brca1_region/chr17_42425000_43600000.fwd.fa"
-CONTIG, OFFSET = "chr17_42425000_43600000", 42_424_999
-HEADER = ["##fileformat=VCFv4.2", "##contig=<ID=chr17,length=83257441>",
-          '##INFO=<ID=DP,Number=1,Type=Integer,Description="depth">',
-          "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
-EDITED = 21
-
+from host_fixtures import CONTIG, EDITED, EDITS, FASTA, HEADER, OFFSET, synthetic_records
 
 @pytest.fixture
 def spy(monkeypatch):
@@ -48,73 +40,6 @@ def spy(monkeypatch):
 @pytest.fixture(scope="module")
 def seq(shared_data):
     return pysam.FastaFile(str(shared_data / FASTA)).fetch(CONTIG).upper()
-
-
-def _records(seq: str, n: int = 40, seed: int = 7) -> list[str]:
-    """Sorted records of every allele kind on the slice: SNVs, indels, multi-allelics, symbolic and
-    ``*`` alleles, ALT ``.``, lower case, N in REF, REF mismatches, outside the slice, other contig."""
-    rng = random.Random(seed)
-    out = []
-    for i, p in enumerate(sorted(rng.sample(range(100, len(seq) - 100), n))):
-        r, kind = seq[p], i % 12
-        ref, alt = r, rng.choice([b for b in "ACGT" if b != r])
-        if kind == 1:
-            ref, alt = seq[p: p + 4], r
-        elif kind == 2:
-            alt = f"{alt},{r}TT,{seq[p]}{seq[p + 1]}"[: 20]
-        elif kind == 3:
-            alt = "<DEL>,*"
-        elif kind == 4:
-            alt = "."
-        elif kind == 5:
-            ref, alt = ref.lower(), alt.lower()
-        elif kind == 6:
-            ref = "N"
-        elif kind == 7:
-            ref = "ACGTACG"[: 1 + i % 5] if seq[p] != "A" else "C"
-        elif kind == 8:
-            ref, alt = seq[p: p + 3], seq[p] + "GG" + seq[p + 2]
-        qual = ["."][0] if i % 3 else str(10 + i)
-        out.append(f"chr17\t{p + 1 + OFFSET}\t{'rs%d' % i if i % 2 else '.'}\t{ref}\t{alt}\t{qual}\t"
-                   f"{'PASS' if i % 4 else '.'}\t{'DP=%d' % i if i % 5 else '.'}")
-    out.append(f"chr17\t{OFFSET + len(seq) + 50}\t.\tA\tC\t.\t.\t.")  # outside the slice
-    out.append("chr9\t100\t.\tA\tC\t.\t.\t.")  # a contig the FASTA lacks
-    return out
-
-
-def _field(line: str, i: int, value: str) -> str:
-    f = line.split("\t")
-    f[i] = value
-    return "\t".join(f)
-
-
-# (edit of one record line); the cyvcf2 path's behaviour on each is the reference
-EDITS = {
-    "clean": lambda r: r,
-    "too_few_columns": lambda r: "\t".join(r.split("\t")[:4]),
-    "non_numeric_pos": lambda r: _field(r, 1, "X" + r.split("\t")[1]),
-    "negative_pos": lambda r: _field(r, 1, "-" + r.split("\t")[1]),
-    "zero_pos": lambda r: _field(r, 1, "0"),
-    "leading_zeros_pos": lambda r: _field(r, 1, "00" + r.split("\t")[1]),
-    "pos_past_int32": lambda r: _field(r, 1, str(2**32 + int(r.split("\t")[1]))),
-    "trailing_spaces": lambda r: _field(r, 7, ".") + "  ",
-    "space_in_alt": lambda r: _field(r, 4, r.split("\t")[4] + " "),
-    "space_in_chrom": lambda r: "chr " + r,
-    "space_separated": lambda r: r.replace("\t", " "),
-    "space_in_info": lambda r: _field(r, 7, "DP=3;X=a b"),
-    "empty_field": lambda r: _field(r, 2, ""),
-    "empty_line": lambda r: "",
-    "comment_line": lambda r: "#" + r,
-    "crlf": lambda r: r + "\r",
-    "tab_at_end": lambda r: r + "\t",
-    "alt_dot_token": lambda r: _field(r, 4, "A,."),
-    "alt_empty_token": lambda r: _field(r, 4, "A,,C"),
-    "ref_dot": lambda r: _field(r, 3, "."),
-    "qual_text": lambda r: _field(r, 5, "abc"),
-    "info_end_before_pos": lambda r: _field(r, 7, "END=5"),
-    "non_ascii": lambda r: _field(r, 2, "rs\u00e9"),
-    "extra_column": lambda r: r + "\tGT",
-}
 
 
 def _write(path, lines, how: str) -> str:
@@ -156,7 +81,7 @@ def _both(vcf, tmp_path, fasta, monkeypatch, **kw):
 @pytest.mark.parametrize("case", sorted(EDITS))
 def test_columnar_and_cyvcf2_paths_agree_on_each_case(case, seq, shared_data, tmp_path, monkeypatch, spy):
     monkeypatch.setattr(columnar, "BLOCK_BYTES", 700)  # several blocks, handover mid-file
-    lines = _records(seq)
+    lines = synthetic_records(seq)
     lines[EDITED] = EDITS[case](lines[EDITED])
     fasta = str(shared_data / FASTA)
     for how in ("plain", "bgzf") if case in ("clean", "non_numeric_pos", "empty_line") else ("plain",):
@@ -179,7 +104,7 @@ def test_columnar_and_cyvcf2_paths_agree_on_each_case(case, seq, shared_data, tm
 @pytest.mark.parametrize("how", ["gzip", "bgzf"])
 def test_compressed_inputs_and_files_without_records(how, seq, shared_data, tmp_path, monkeypatch):
     fasta = str(shared_data / FASTA)
-    lines = _records(seq)
+    lines = synthetic_records(seq)
     for name, body in (("multi", lines), ("header_only", []), ("one", lines[:1])):
         vcf = _write(tmp_path / f"{name}.vcf.gz", HEADER + body, how)
         (old_err, old), (new_err, new) = _both(vcf, tmp_path, fasta, monkeypatch)
@@ -199,7 +124,7 @@ def test_compressed_inputs_and_files_without_records(how, seq, shared_data, tmp_
 def test_truncated_and_corrupt_compressed_data(seq, shared_data, tmp_path, monkeypatch):
     fasta = str(shared_data / FASTA)
     monkeypatch.setattr(columnar, "BLOCK_BYTES", 500)
-    vcf = _write(tmp_path / "full.vcf.gz", HEADER + _records(seq, n=400), "bgzf")
+    vcf = _write(tmp_path / "full.vcf.gz", HEADER + synthetic_records(seq, n=400), "bgzf")
     data = open(vcf, "rb").read()
     cut = tmp_path / "cut.vcf.gz"
     cut.write_bytes(data[: len(data) // 2])

@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
@@ -98,6 +99,14 @@ def output_schema(scorers: list[Scorer], extra: pa.Schema | None = None) -> pa.S
 
 _SCORABLE = list(SCORABLE)
 _EDGE, _OK = Status.NEAR_CONTIG_EDGE.value, Status.OK.value
+
+
+def _status_without_models():
+    """:func:`combine_status` with no model, as a polars expression: a scorable input status
+    becomes the edge flag or ok, any other stays."""
+    st = pl.col("status")
+    return (pl.when(st.is_in(_SCORABLE)).then(pl.when(st == _EDGE).then(pl.lit(_EDGE)).otherwise(pl.lit(_OK)))
+            .otherwise(st).alias("status"))
 
 
 def combine_status(input_status: list[str], model_status: list[list[str | None]]) -> tuple[list[str], list[list[str]]]:
@@ -195,6 +204,9 @@ class Pipeline:
 
     def process_rows(self, rows: AlleleRows, info: dict[str, list] | None = None
                      ) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
+        if not self.scorers:  # no model: the status of combine_status, without Python per allele
+            rows, table = self._table(AlleleRows(rows.df.with_columns(_status_without_models())), [], [], info)
+            return rows, table, []
         batch = rows.batch()
         model_status, model_cols, model_info = [], [], []
         for s in self.scorers:
@@ -210,7 +222,12 @@ class Pipeline:
                 model_cols.append({f.name: [None] * len(rows) for f in s.schema()})
                 model_info.append({})
         overall, per_model = combine_status(batch.status, model_status)
-        rows = rows.with_status(overall)
+        rows, table = self._table(rows.with_status(overall), per_model, model_cols, info)
+        return rows, table, model_info
+
+    def _table(self, rows: AlleleRows, per_model: list, model_cols: list, info: dict[str, list] | None
+               ) -> tuple[AlleleRows, pa.Table]:
+        """The output table of a chunk's alleles (``rows`` with their overall status)."""
         key = rows.df.drop("record").to_arrow()
         cols: dict[str, object] = {name: key.column(name) for name in KEY_SCHEMA.names}
         for s, ps, mc in zip(self.scorers, per_model, model_cols):
@@ -225,7 +242,7 @@ class Pipeline:
         arrays = [c.cast(f.type) if isinstance(c, (pa.Array, pa.ChunkedArray)) else pa.array(c, type=f.type)
                   for f, c in ((f, cols[f.name]) for f in self._schema)]
         table = pa.Table.from_arrays(arrays, schema=self._schema)
-        return rows, table, model_info
+        return rows, table
 
     def hits(self, table: pa.Table) -> dict[str, int]:
         """Per evidence source, the alleles of a finished chunk that got a value: each model's
