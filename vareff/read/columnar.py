@@ -114,24 +114,27 @@ def _text_blocks(path: str, header_lines: int, block_bytes: int) -> Iterator[byt
                 yield buf[:cut]
 
 
+#: bytes a vouched line may hold besides its tabs and newline: printable ASCII, no space
+_BAD_BYTE = np.ones(256, dtype=bool)
+_BAD_BYTE[33:127] = False
+_BAD_BYTE[[9, 10]] = False
+
+
 def _clean_lines(buf: bytes, n_cols: int) -> int:
     """Number of leading lines of ``buf`` whose bytes pass the byte-level checks: printable ASCII
-    only, exactly ``n_cols`` non-empty tab-separated fields."""
+    only, exactly ``n_cols`` non-empty tab-separated fields (positions, not per-byte sums)."""
     a = np.frombuffer(buf, dtype=np.uint8)
     nl = np.flatnonzero(a == 10)
-    bad_byte = ((a < 33) & (a != 9) & (a != 10)) | (a > 126)
-    tab = a == 9
-    starts = np.concatenate(([0], nl[:-1] + 1))
-    # empty fields: a tab at a line start, before a newline or after a tab
-    empty = np.zeros(len(a), dtype=bool)
-    empty[starts] = tab[starts] | (a[starts] == 10)
-    empty[:-1] |= tab[:-1] & ((a[1:] == 9) | (a[1:] == 10))
-    ctab = np.concatenate(([0], np.cumsum(tab)))
-    tabs_per_line = ctab[nl + 1] - ctab[starts]
-    cbad = np.concatenate(([0], np.cumsum(bad_byte | empty)))
-    ok = (tabs_per_line == n_cols - 1) & (cbad[nl + 1] == cbad[starts])
-    bad = np.flatnonzero(~ok)
-    return int(bad[0]) if len(bad) else len(nl)
+    tabs = np.flatnonzero(a == 9)
+    wrong_count = np.flatnonzero(np.diff(np.searchsorted(tabs, nl), prepend=0) != n_cols - 1)
+    # empty fields: a tab after a line start or a tab, or before a newline; an empty line
+    empty_tab = tabs[(a[tabs + 1] == 9) | (a[tabs + 1] == 10) | (tabs == 0) | (a[tabs - 1] == 10)]
+    empty_line = nl[(nl == 0) | (a[nl - 1] == 10)]
+    bad = np.concatenate((np.flatnonzero(_BAD_BYTE[a]), empty_tab, empty_line))
+    first = [int(wrong_count[0])] if len(wrong_count) else []
+    if len(bad):
+        first.append(int(np.searchsorted(nl, bad.min())))
+    return min(first, default=len(nl))
 
 
 _NAMES = ["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
