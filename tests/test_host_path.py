@@ -110,6 +110,12 @@ def test_compressed_inputs_and_files_without_records(how, seq, shared_data, tmp_
         (old_err, old), (new_err, new) = _both(vcf, tmp_path, fasta, monkeypatch)
         assert old_err == new_err is None
         assert new.equals(old) and new.num_rows >= len(body)
+    # a header longer than several blocks
+    monkeypatch.setattr(columnar, "BLOCK_BYTES", 700)
+    long_header = HEADER[:1] + [f"##contig=<ID=c{i},length=1000>" for i in range(300)] + HEADER[1:]
+    vcf = _write(tmp_path / "long_header.vcf.gz", long_header + lines, how)
+    (old_err, old), (new_err, new) = _both(vcf, tmp_path, fasta, monkeypatch)
+    assert old_err == new_err is None and new.equals(old)
     # no newline after the last record
     vcf = tmp_path / "no_newline.vcf"
     vcf.write_text("\n".join(HEADER + lines))
@@ -184,3 +190,22 @@ def test_cut_points_are_the_chunks_of_iter_chunks(cost):
         got += list(np.diff([0, *ends]))
         start += ends[-1] if ends else 0
     assert got == want
+
+
+def test_sample_columns_are_read_by_cyvcf2(seq, shared_data, tmp_path, monkeypatch, spy):
+    """htslib refuses sample fields the columnar checks do not parse (more subfields than FORMAT
+    keys, a letter in an Integer field): a VCF with samples is read record by record."""
+    fmt = ['##FORMAT=<ID=GT,Number=1,Type=String,Description="g">',
+           '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="d">']
+    header = HEADER[:-1] + fmt + [HEADER[-1] + "\tFORMAT\tS1\tS2"]
+    lines = [r + "\tGT:DP\t0/1:3\t0|0:5" for r in synthetic_records(seq)]
+    lines[5] = lines[5].replace("0/1:3", "0/1:3:7")
+    lines[9] = lines[9].replace("0/1:3", "0/1:abc")
+    vcf = _write(tmp_path / "samples.vcf", header + lines, "plain")
+    for skip in (False, True):
+        (old_err, old), (new_err, new) = _both(vcf, tmp_path, str(shared_data / FASTA), monkeypatch,
+                                               skip_malformed=skip, samples="none")
+        assert old_err == new_err and (old_err is not None) != skip
+        assert skip is False or new.equals(old)
+    assert not spy
+

@@ -335,11 +335,14 @@ def _process_column_chunk(pipe: Pipeline, chunk: ColumnChunk) -> ChunkResult:
 
 def columnar_input(cfg: RunConfig, reader: VcfReader, pipe: Pipeline, want_vcf: bool) -> int | None:
     """The column count of the input's lines when the columnar reader can serve this run (a text
-    VCF file read whole, no VCF output, genotypes or INFO values needed), else None."""
+    VCF file without sample columns, read whole, no VCF output or INFO values needed), else None.
+    (htslib refuses some FORMAT/sample fields, e.g. more subfields than FORMAT keys, which the
+    columnar checks do not parse: a VCF with samples is read by cyvcf2.)"""
     if (forced_off() or cfg.regions or cfg.input == "-" or reader.header_lines is None or want_vcf
-            or pipe.samples is not None or pipe.max_af):
+            or pipe.samples is not None or pipe.max_af or reader.n_samples):
         return None
-    return len(reader.vcf.raw_header.rstrip("\n").rsplit("\n", 1)[-1].split("\t"))
+    n_cols = len(reader.vcf.raw_header.rstrip("\n").rsplit("\n", 1)[-1].split("\t"))
+    return n_cols if n_cols == 8 else None
 
 
 def chunk_contig(chunk) -> str | None:

@@ -100,11 +100,11 @@ def _text_blocks(path: str, header_lines: int, block_bytes: int) -> Iterator[byt
                     yield rest + b"\n"
                 return
             buf = rest + data
-            while skip and buf:
-                nl = buf.find(b"\n")
-                if nl < 0:
-                    break
-                buf, skip = buf[nl + 1:], skip - 1
+            if skip:
+                at = 0
+                while skip and (nl := buf.find(b"\n", at)) >= 0:
+                    at, skip = nl + 1, skip - 1
+                buf = buf[at:]
             cut = buf.rfind(b"\n") + 1
             if skip:
                 rest = buf
@@ -195,7 +195,10 @@ def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int | 
         for buf in _text_blocks(path, header_lines, block_bytes or BLOCK_BYTES):
             n = _clean_lines(buf, n_cols)
             head = buf if n == buf.count(b"\n") else buf[: _line_end(buf, n)]
-            t = _parse(head, n_cols) if n else None
+            try:
+                t = _parse(head, n_cols) if n else None
+            except pa.ArrowInvalid:  # e.g. a line longer than the parser's block: hand it over
+                t = None
             m = _vouched(t) if t is not None else 0
             if m:
                 yield _columns(t.slice(0, m), first), True
