@@ -150,7 +150,8 @@ def _split_frame(chrom: pl.Series, pos1: pl.Series, ids: pl.Series, refs: pl.Ser
         "alt": alt_flat.alias("alt"),
         "allele_index": allele_index,
     })
-    R, A = pl.col("ref").str.to_uppercase(), pl.col("alt").str.to_uppercase()
+    df = df.with_columns(pl.col("ref").str.to_uppercase().alias("_R"), pl.col("alt").str.to_uppercase().alias("_A"))
+    R, A = pl.col("_R"), pl.col("_A")  # upper-case once, used by every test below
     symbolic = A.str.contains(SYMBOLIC_PATTERN)
     no_alt = A.is_in([".", ""]) | A.is_null()
     invalid = ~R.str.contains(r"^[ACGTN]+$") | ~A.str.contains(r"^[ACGTN]+$")
@@ -169,7 +170,7 @@ def _split_frame(chrom: pl.Series, pos1: pl.Series, ids: pl.Series, refs: pl.Ser
         pl.when(pl.col("_mal")).then(None).otherwise(pl.col("id")).alias("id"),
         pl.when(pl.col("_mal")).then(None).otherwise(pl.col("ref")).alias("ref"),
         pl.when(pl.col("_mal")).then(None).otherwise(pl.col("alt")).alias("alt"),
-    ).drop("_mal")
+    ).drop("_mal", "_R", "_A")
     if genome is not None:
         df = df.with_columns(_reference_status(df, genome).alias("status").cast(pl.Utf8))
     return AlleleRows(_normalized(df))
@@ -232,7 +233,8 @@ def _differs(seq: str, lo: int, start0: np.ndarray, rlen: np.ndarray, refs: pl.S
 
 def _normalized(df: pl.DataFrame) -> pl.DataFrame:
     """Add norm_pos/norm_ref/norm_alt/variant_type; Python only for alleles that need trimming."""
-    R, A = pl.col("ref").str.to_uppercase(), pl.col("alt").str.to_uppercase()
+    df = df.with_columns(pl.col("ref").str.to_uppercase().alias("_R"), pl.col("alt").str.to_uppercase().alias("_A"))
+    R, A = pl.col("_R"), pl.col("_A")
     st = pl.col("status")
     skip = st.is_in([Status.MALFORMED_RECORD.value, Status.NO_ALT.value, Status.SYMBOLIC_ALLELE.value,
                      Status.INVALID_ALLELE.value]) & ~((st == Status.NO_ALT.value) & (A == R))
@@ -248,8 +250,7 @@ def _normalized(df: pl.DataFrame) -> pl.DataFrame:
     slow = np.nonzero(df.get_column("_slow").to_numpy())[0]
     if len(slow):
         sub = df[slow]
-        npos, nref, nalt, vt = _trimmed(sub.get_column("pos"), sub.get_column("ref").str.to_uppercase(),
-                                        sub.get_column("alt").str.to_uppercase())
+        npos, nref, nalt, vt = _trimmed(sub.get_column("pos"), sub.get_column("_R"), sub.get_column("_A"))
         idx = pl.Series(slow)
         df = df.with_columns(
             df.get_column("norm_pos").scatter(idx, npos),
@@ -257,7 +258,7 @@ def _normalized(df: pl.DataFrame) -> pl.DataFrame:
             df.get_column("norm_alt").scatter(idx, nalt),
             df.get_column("variant_type").scatter(idx, vt),
         )
-    return df.drop("_slow")
+    return df.drop("_slow", "_R", "_A")
 
 
 def _trimmed(pos: pl.Series, ref: pl.Series, alt: pl.Series) -> tuple[pl.Series, pl.Series, pl.Series, pl.Series]:
