@@ -25,11 +25,12 @@ from vareff._version import __version__
 from vareff.config import RunConfig
 from vareff.errors import SCORABLE, InputError, Status
 from vareff.normalize.alleles import AlleleRows, Record, split_series, split_columns, split_records
-from vareff.read.columnar import ColumnChunk, forced_off, iter_column_chunks
+from vareff.read.columnar import ColumnChunk, iter_column_chunks
 from vareff.read.vcf import Region, VcfReader, is_malformed
 from vareff.score.base import InfoField, Scorer, cost_per_allele
 from vareff.score.registry import make_scorer
 from vareff.window.genome import ContigSlice, Genome
+from vareff.engine.columns import chunk_contig, chunk_start, columnar_input
 from vareff.engine.checks import NOT_PLACED, placement_hint, placement_problem, preview, warn_no_hits
 from vareff.engine.progress import FilePosition, Progress, quick_record_count
 from vareff.engine.records import Warnings, record_columns
@@ -331,34 +332,6 @@ def _process_column_chunk(pipe: Pipeline, chunk: ColumnChunk) -> ChunkResult:
     counts = rows.df.get_column("status").value_counts()
     return ChunkResult(table, None, len(chunk), len(rows), dict(zip(*counts.to_dict(as_series=False).values())),
                        f"{chunk.chrom[-1]}:{chunk.pos[-1]}", pipe.hits(table))
-
-
-def columnar_input(cfg: RunConfig, reader: VcfReader, pipe: Pipeline, want_vcf: bool) -> int | None:
-    """The column count of the input's lines when the columnar reader can serve this run (a text
-    VCF file without sample columns, read whole, no VCF output or INFO values needed), else None.
-    (htslib refuses some FORMAT/sample fields, e.g. more subfields than FORMAT keys, which the
-    columnar checks do not parse: a VCF with samples is read by cyvcf2.)"""
-    if (forced_off() or cfg.regions or cfg.input == "-" or reader.header_lines is None or want_vcf
-            or pipe.samples is not None or pipe.max_af or reader.n_samples):
-        return None
-    n_cols = len(reader.vcf.raw_header.rstrip("\n").rsplit("\n", 1)[-1].split("\t"))
-    return n_cols if n_cols == 8 else None
-
-
-def chunk_contig(chunk) -> str | None:
-    """The contig of a chunk (a chunk never spans two): its first well-formed record's CHROM."""
-    if isinstance(chunk, ColumnChunk):
-        return chunk.chrom[0]
-    first = next((v for v, _ in chunk if not is_malformed(v)), None)
-    return first.CHROM if first is not None else None
-
-
-def chunk_start(chunk) -> str:
-    """``CHROM:POS`` of a chunk's first record (for progress heartbeats)."""
-    if isinstance(chunk, ColumnChunk):
-        return f"{chunk.chrom[0]}:{chunk.pos[0]}"
-    v0 = chunk[0][0]
-    return f"{v0.CHROM}:{v0.POS}"
 
 
 #: chunks never span a block of this many bases (nor two contigs), so a genomic shard of whole
