@@ -11,6 +11,8 @@ What runs (all on CPU, ``--threads 1`` so that float reductions are reproducible
 folder so that the paths in the file metadata are the same from run to run):
 
 * ``demo``: examples/demo.sh -- SpliceAI on all 36 Pangolin BRCA1 records on the GRCh38 BRCA1 slice.
+* ``host_no_model``: no model: every allele kind and a malformed line of each kind on the BRCA1
+  slice (BGZF, ``--skip-malformed``), and the ClinVar test VCF lookup-only (docs/host-path.md).
 * ``spliceai_tubb8``: the SpliceAI run of tests/test_cli.py (TUBB8, distance 5), TSV.
 * ``grover_brca1``: tests/test_grover_cli.py -- the small random GROVER checkpoint on BRCA1.
 * ``nt_segmentnt_brca1``: the CLI run of tests/test_nt_scores.py -- SegmentNT + NT v2 with their
@@ -194,6 +196,31 @@ def synthetic(work: Path, name: str, model: Path, opts: list[str], extra: list[s
     return outs
 
 
+def host_no_model(work: Path) -> list[Path]:
+    """The host path without a model (docs/host-path.md): records of every allele kind on the BRCA1
+    slice with a malformed line of each kind (BGZF, --skip-malformed), and the ClinVar test VCF
+    lookup-only; Parquet and TSV."""
+    import pysam
+    import vareff
+    from engine_helpers import tubb8_paths
+    from host_fixtures import CONTIG, EDITS, FASTA, HEADER, OFFSET, synthetic_records
+
+    fasta = SHARED / FASTA
+    lines = synthetic_records(pysam.FastaFile(str(fasta)).fetch(CONTIG).upper(), n=400)
+    for i, (_, edit) in enumerate(sorted(EDITS.items())):
+        lines[10 + 15 * i] = edit(lines[10 + 15 * i])
+    vcf = work / "host.vcf.gz"
+    with pysam.BGZFile(str(vcf), "wb") as fh:
+        fh.write(("\n".join(HEADER + lines) + "\n").encode())
+    outs = [work / "host.parquet", work / "host.tsv"]
+    vareff.score_vcf(vcf, [str(o) for o in outs], fasta=str(fasta), models=[], contig_map=[f"chr17={CONTIG}+{OFFSET}"],
+                     chunk_size=50, skip_malformed=True)
+    clinvar = [work / "host_clinvar.parquet"]
+    vareff.score_vcf(SHARED / "clinvar" / "clinvar_20211025_GRCh38.vep_clinvar_testset.vcf.gz", str(clinvar[0]),
+                     models=[], annotation=tubb8_paths(SHARED)["annotation"], chunk_size=7)
+    return outs + clinvar
+
+
 def run_all(work: Path, only: set[str] | None) -> dict[str, list[Path]]:
     ckpts: dict[str, Path] = {}
     runs = {}
@@ -201,6 +228,8 @@ def run_all(work: Path, only: set[str] | None) -> dict[str, list[Path]]:
     def want(name: str) -> bool:
         return not only or name in only or any(name.startswith(o) for o in only)
 
+    if want("host_no_model"):
+        runs["host_no_model"] = host_no_model(work)
     if want("demo"):
         runs["demo"] = demo(work)
     if want("spliceai_tubb8"):

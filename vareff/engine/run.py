@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
@@ -23,11 +24,13 @@ import torch
 from vareff._version import __version__
 from vareff.config import RunConfig
 from vareff.errors import SCORABLE, InputError, Status
-from vareff.normalize.alleles import AlleleRows, Record, split_columns, split_records
+from vareff.normalize.alleles import AlleleRows, Record, split_series, split_columns, split_records
+from vareff.read.columnar import ColumnChunk, iter_column_chunks
 from vareff.read.vcf import Region, VcfReader, is_malformed
 from vareff.score.base import InfoField, Scorer, cost_per_allele
 from vareff.score.registry import make_scorer
 from vareff.window.genome import ContigSlice, Genome
+from vareff.engine.columns import chunk_contig, chunk_start, columnar_input
 from vareff.engine.checks import NOT_PLACED, placement_hint, placement_problem, preview, warn_no_hits
 from vareff.engine.progress import FilePosition, Progress, quick_record_count
 from vareff.engine.records import Warnings, record_columns
@@ -97,6 +100,14 @@ def output_schema(scorers: list[Scorer], extra: pa.Schema | None = None) -> pa.S
 
 _SCORABLE = list(SCORABLE)
 _EDGE, _OK = Status.NEAR_CONTIG_EDGE.value, Status.OK.value
+
+
+def _status_without_models():
+    """:func:`combine_status` with no model, as a polars expression: a scorable input status
+    becomes the edge flag or ok, any other stays."""
+    st = pl.col("status")
+    return (pl.when(st.is_in(_SCORABLE)).then(pl.when(st == _EDGE).then(pl.lit(_EDGE)).otherwise(pl.lit(_OK)))
+            .otherwise(st).alias("status"))
 
 
 def combine_status(input_status: list[str], model_status: list[list[str | None]]) -> tuple[list[str], list[list[str]]]:
@@ -194,6 +205,9 @@ class Pipeline:
 
     def process_rows(self, rows: AlleleRows, info: dict[str, list] | None = None
                      ) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
+        if not self.scorers:  # no model: the status of combine_status, without Python per allele
+            rows, table = self._table(AlleleRows(rows.df.with_columns(_status_without_models())), [], [], info)
+            return rows, table, []
         batch = rows.batch()
         model_status, model_cols, model_info = [], [], []
         for s in self.scorers:
@@ -209,7 +223,12 @@ class Pipeline:
                 model_cols.append({f.name: [None] * len(rows) for f in s.schema()})
                 model_info.append({})
         overall, per_model = combine_status(batch.status, model_status)
-        rows = rows.with_status(overall)
+        rows, table = self._table(rows.with_status(overall), per_model, model_cols, info)
+        return rows, table, model_info
+
+    def _table(self, rows: AlleleRows, per_model: list, model_cols: list, info: dict[str, list] | None
+               ) -> tuple[AlleleRows, pa.Table]:
+        """The output table of a chunk's alleles (``rows`` with their overall status)."""
         key = rows.df.drop("record").to_arrow()
         cols: dict[str, object] = {name: key.column(name) for name in KEY_SCHEMA.names}
         for s, ps, mc in zip(self.scorers, per_model, model_cols):
@@ -224,7 +243,7 @@ class Pipeline:
         arrays = [c.cast(f.type) if isinstance(c, (pa.Array, pa.ChunkedArray)) else pa.array(c, type=f.type)
                   for f, c in ((f, cols[f.name]) for f in self._schema)]
         table = pa.Table.from_arrays(arrays, schema=self._schema)
-        return rows, table, model_info
+        return rows, table
 
     def hits(self, table: pa.Table) -> dict[str, int]:
         """Per evidence source, the alleles of a finished chunk that got a value: each model's
@@ -289,6 +308,8 @@ def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool
     """Normalize, score and look up one chunk of ``(variant, loc)`` items, and render its VCF
     records; shared by :func:`run` and the distributed workers so both cut identical outputs.
     For VCF output the reader's header must already hold vareff's INFO fields (``prepare_header``)."""
+    if isinstance(chunk, ColumnChunk):
+        return _process_column_chunk(pipe, chunk)
     cols = record_columns(chunk, reader, pipe.cfg.skip_malformed, pipe.warn)
     info = record_info(chunk, cols[5], pipe.max_af) if pipe.max_af else None
     rows, table, model_info = pipe.process_columns(cols, info)
@@ -301,6 +322,16 @@ def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool
     counts = rows.df.get_column("status").value_counts()
     return ChunkResult(table, vcf_text, len(chunk), len(rows), dict(zip(*counts.to_dict(as_series=False).values())),
                        f"{cols[0][-1]}:{cols[1][-1]}", pipe.hits(table), samples, male_x_het)
+
+
+def _process_column_chunk(pipe: Pipeline, chunk: ColumnChunk) -> ChunkResult:
+    """:func:`process_chunk` for records read as columns (no VCF output, INFO or samples needed)."""
+    rows = split_series(chunk.chrom, chunk.pos, chunk.id, chunk.ref, chunk.alts, chunk.n_alleles, pipe.genome,
+                       pipe.cfg.max_allele_length)
+    rows, table, _ = pipe.process_rows(rows)
+    counts = rows.df.get_column("status").value_counts()
+    return ChunkResult(table, None, len(chunk), len(rows), dict(zip(*counts.to_dict(as_series=False).values())),
+                       f"{chunk.chrom[-1]}:{chunk.pos[-1]}", pipe.hits(table))
 
 
 #: chunks never span a block of this many bases (nor two contigs), so a genomic shard of whole
@@ -411,15 +442,14 @@ def run(cfg: RunConfig) -> RunSummary:
     def flush(chunk):
         nonlocal k
         # a chunk never spans two contigs: its first well-formed record names its contig
-        first = next((v for v, _ in chunk if not is_malformed(v)), None)
-        if first is not None and len(vcf_contigs) < 10_000:
-            vcf_contigs.add(first.CHROM)
+        contig = chunk_contig(chunk)
+        if contig is not None and len(vcf_contigs) < 10_000:
+            vcf_contigs.add(contig)
         if k < store.chunks_done:
             progress.update(len(chunk))
             k += 1
             return
-        v0 = chunk[0][0]
-        progress.working(f"{v0.CHROM}:{v0.POS}")
+        progress.working(chunk_start(chunk))
         res = process_chunk(pipe, reader, chunk, want_vcf)
         with signals.atomic():
             hits = store.state.setdefault("hits", {})  # saved with the chunk's manifest update
@@ -431,9 +461,15 @@ def run(cfg: RunConfig) -> RunSummary:
         k += 1
 
     signals = StopSignals()
+    n_cols = columnar_input(cfg, reader, pipe, want_vcf)
+    if n_cols is None:
+        chunks = iter_chunks(reader, cfg.chunk_size, allele_cost=cost)
+    else:  # columns while every line is vouched for, then the record-by-record path (docs/host-path.md)
+        chunks = iter_column_chunks(reader, n_cols, cfg.chunk_size, BLOCK, cost, CHUNK_SECONDS,
+                                    lambda items: iter_chunks(items, cfg.chunk_size, allele_cost=cost))
     try:
         with signals:
-            for chunk in iter_chunks(reader, cfg.chunk_size, allele_cost=cost):
+            for chunk in chunks:
                 flush(chunk)
     except BaseException as e:
         store.release()  # the parts stay for --resume; the output is free for it

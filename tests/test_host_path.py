@@ -1,0 +1,211 @@
+"""The columnar host path (vareff.read.columnar) against the record-by-record cyvcf2 path
+(``VAREFF_HOST_PATH=cyvcf2``): the same Parquet table, the same error text (file, line, reason) or
+the same ``--skip-malformed`` rows, on real kit VCFs and on synthetic files with every malformed
+case, compressed or not, cut into small blocks so the handover happens mid-file and mid-chunk."""
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pysam
+import pytest
+
+import vareff
+import vareff.engine.run as run_mod
+import vareff.read.columnar as columnar
+from vareff.cli import main
+from vareff.errors import VareffError
+from vareff.read.columnar import ColumnChunk, cut_points
+from vareff.engine.run import iter_chunks
+
+from engine_helpers import tubb8_paths
+from host_fixtures import CONTIG, EDITED, EDITS, FASTA, HEADER, OFFSET, synthetic_records
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Counts the chunks served as columns."""
+    seen = []
+    real = run_mod._process_column_chunk
+
+    def counting(pipe, chunk):
+        seen.append(len(chunk))
+        return real(pipe, chunk)
+
+    monkeypatch.setattr(run_mod, "_process_column_chunk", counting)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def seq(shared_data):
+    return pysam.FastaFile(str(shared_data / FASTA)).fetch(CONTIG).upper()
+
+
+def _write(path, lines, how: str) -> str:
+    text = ("\n".join(lines) + "\n").encode()
+    if how == "plain":
+        path.write_bytes(text)
+    elif how == "gzip":
+        path.write_bytes(gzip.compress(text))
+    else:
+        with pysam.BGZFile(str(path), "wb") as fh:
+            fh.write(text)
+    return str(path)
+
+
+def _score(vcf: str, out, fasta: str, mode: str, monkeypatch, **kw):
+    """(error type and text, or None; the output table, or None) of one no-model run."""
+    if mode == "cyvcf2":
+        monkeypatch.setenv(columnar.ENV, "cyvcf2")
+    else:
+        monkeypatch.delenv(columnar.ENV, raising=False)
+    kw.setdefault("contig_map", [f"chr17={CONTIG}+{OFFSET}"])
+    try:
+        vareff.score_vcf(vcf, str(out), fasta=fasta, models=[], chunk_size=16, **kw)
+    except VareffError as e:
+        return (type(e).__name__, str(e)), None
+    return None, pq.read_table(out)
+
+
+def _both(vcf, tmp_path, fasta, monkeypatch, **kw):
+    """Both paths on one input, each into a fresh folder (a failed run leaves its parts for --resume)."""
+    runs = []
+    for mode in ("cyvcf2", "columnar"):
+        d = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
+        d.mkdir()
+        runs.append(_score(vcf, d / "out.parquet", fasta, mode, monkeypatch, **kw))
+    return runs
+
+
+@pytest.mark.parametrize("case", sorted(EDITS))
+def test_columnar_and_cyvcf2_paths_agree_on_each_case(case, seq, shared_data, tmp_path, monkeypatch, spy):
+    monkeypatch.setattr(columnar, "BLOCK_BYTES", 700)  # several blocks, handover mid-file
+    lines = synthetic_records(seq)
+    lines[EDITED] = EDITS[case](lines[EDITED])
+    fasta = str(shared_data / FASTA)
+    for how in ("plain", "bgzf") if case in ("clean", "non_numeric_pos", "empty_line") else ("plain",):
+        vcf = _write(tmp_path / f"{case}.vcf{'.gz' if how != 'plain' else ''}", HEADER + lines, how)
+        for skip in (False, True):
+            spy.clear()
+            (old_err, old), (new_err, new) = _both(vcf, tmp_path, fasta, monkeypatch, skip_malformed=skip)
+            assert old_err == new_err, (how, skip)
+            assert (old is None) == (new is None)
+            if old is not None:
+                assert old.num_rows >= len(lines) - 1
+                assert new.equals(old), (how, skip)
+            assert spy, "the columnar path served no chunk"
+            if case in ("clean", "leading_zeros_pos"):
+                assert sum(spy) == len(lines)  # every record as columns
+            else:
+                assert sum(spy) <= EDITED  # ... up to the chunk holding the edited line at most
+
+
+@pytest.mark.parametrize("how", ["gzip", "bgzf"])
+def test_compressed_inputs_and_files_without_records(how, seq, shared_data, tmp_path, monkeypatch):
+    fasta = str(shared_data / FASTA)
+    lines = synthetic_records(seq)
+    for name, body in (("multi", lines), ("header_only", []), ("one", lines[:1])):
+        vcf = _write(tmp_path / f"{name}.vcf.gz", HEADER + body, how)
+        (old_err, old), (new_err, new) = _both(vcf, tmp_path, fasta, monkeypatch)
+        assert old_err == new_err is None
+        assert new.equals(old) and new.num_rows >= len(body)
+    # a header longer than several blocks
+    monkeypatch.setattr(columnar, "BLOCK_BYTES", 700)
+    long_header = HEADER[:1] + [f"##contig=<ID=c{i},length=1000>" for i in range(300)] + HEADER[1:]
+    vcf = _write(tmp_path / "long_header.vcf.gz", long_header + lines, how)
+    (old_err, old), (new_err, new) = _both(vcf, tmp_path, fasta, monkeypatch)
+    assert old_err == new_err is None and new.equals(old)
+    # no newline after the last record
+    vcf = tmp_path / "no_newline.vcf"
+    vcf.write_text("\n".join(HEADER + lines))
+    (old_err, old), (new_err, new) = _both(str(vcf), tmp_path, fasta, monkeypatch)
+    assert old_err == new_err is None and new.equals(old)
+    # an empty file: the same error
+    (tmp_path / "empty.vcf").write_text("")
+    (old_err, _), (new_err, _) = _both(str(tmp_path / "empty.vcf"), tmp_path, fasta, monkeypatch)
+    assert old_err is not None and old_err == new_err
+
+
+def test_truncated_and_corrupt_compressed_data(seq, shared_data, tmp_path, monkeypatch):
+    fasta = str(shared_data / FASTA)
+    monkeypatch.setattr(columnar, "BLOCK_BYTES", 500)
+    vcf = _write(tmp_path / "full.vcf.gz", HEADER + synthetic_records(seq, n=400), "bgzf")
+    data = open(vcf, "rb").read()
+    cut = tmp_path / "cut.vcf.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    for kw in ({}, {"allow_truncated": True}, {"allow_truncated": True, "skip_malformed": True}):
+        (old_err, old), (new_err, new) = _both(str(cut), tmp_path, fasta, monkeypatch, **kw)
+        assert old_err is not None and old_err == new_err, kw
+    bad = bytearray(data)
+    bad[len(data) // 2] ^= 0xFF  # one flipped byte inside a compressed block
+    (tmp_path / "flip.vcf.gz").write_bytes(bytes(bad))
+    (old_err, _), (new_err, _) = _both(str(tmp_path / "flip.vcf.gz"), tmp_path, fasta, monkeypatch,
+                                       skip_malformed=True)
+    assert old_err is not None and old_err == new_err
+
+
+def test_real_kit_vcfs_give_identical_tables(shared_data, tmp_path, monkeypatch, spy):
+    clinvar = shared_data / "clinvar" / "clinvar_20211025_GRCh38.vep_clinvar_testset.vcf.gz"
+    annotation = tubb8_paths(shared_data)["annotation"]
+    tables = {}
+    for mode in ("cyvcf2", "columnar"):
+        if mode == "cyvcf2":
+            monkeypatch.setenv(columnar.ENV, "cyvcf2")
+        else:
+            monkeypatch.delenv(columnar.ENV, raising=False)
+        out = tmp_path / f"{mode}.parquet"
+        assert main(["score", str(clinvar), "-o", str(out), "--annotation", annotation, "--no-progress",
+                     "--chunk-size", "9"]) == 0
+        tables[mode] = pq.read_table(out)
+    assert tables["columnar"].equals(tables["cyvcf2"]) and sum(spy) == tables["cyvcf2"].num_rows
+    golden = str(shared_data / "golden" / "spliceai" / "input.vcf")
+    fasta = tubb8_paths(shared_data)["fasta"]
+    (old_err, old), (new_err, new) = _both(golden, tmp_path, fasta, monkeypatch, contig_map=["1=chr10"])
+    assert old_err == new_err is None and new.equals(old) and old.num_rows > 0
+
+
+class _V:
+    """The fields iter_chunks reads of a record."""
+
+    def __init__(self, chrom, pos, n_alt):
+        self.CHROM, self.POS, self.ALT, self.start, self.end = chrom, pos, ["A"] * n_alt, pos - 1, pos
+
+
+@pytest.mark.parametrize("cost", [0.0, 0.37, 1.0 / 3])
+def test_cut_points_are_the_chunks_of_iter_chunks(cost):
+    rng = np.random.default_rng(5)
+    n = 3000
+    chrom = np.repeat(["1", "2", "10"], [1200, 900, 900])
+    pos = np.concatenate([np.sort(rng.integers(1, 5_000_000, k)) for k in (1200, 900, 900)])
+    n_alt = rng.integers(0, 4, n)
+    want = [len(c) for c in iter_chunks([(_V(c, int(p), int(a)), None) for c, p, a in zip(chrom, pos, n_alt)],
+                                        50, block=1_000_000, allele_cost=cost, budget=7.0)]
+    chunk = ColumnChunk(pl.Series(chrom), pos.astype(np.int64), pl.Series([None] * n, dtype=pl.Utf8),
+                        pl.Series(["A"] * n), pl.Series([["A"] * a for a in n_alt]), np.maximum(n_alt, 1), 1)
+    # fed in pieces, as the blocks come: complete chunks only until the last piece
+    got, start = [], 0
+    for stop in (700, 1500, 2999, n):
+        ends = cut_points(chunk.slice(start, stop), 50, 1_000_000, cost, 7.0, final=stop == n)
+        got += list(np.diff([0, *ends]))
+        start += ends[-1] if ends else 0
+    assert got == want
+
+
+def test_sample_columns_are_read_by_cyvcf2(seq, shared_data, tmp_path, monkeypatch, spy):
+    """htslib refuses sample fields the columnar checks do not parse (more subfields than FORMAT
+    keys, a letter in an Integer field): a VCF with samples is read record by record."""
+    fmt = ['##FORMAT=<ID=GT,Number=1,Type=String,Description="g">',
+           '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="d">']
+    header = HEADER[:-1] + fmt + [HEADER[-1] + "\tFORMAT\tS1\tS2"]
+    lines = [r + "\tGT:DP\t0/1:3\t0|0:5" for r in synthetic_records(seq)]
+    lines[5] = lines[5].replace("0/1:3", "0/1:3:7")
+    lines[9] = lines[9].replace("0/1:3", "0/1:abc")
+    vcf = _write(tmp_path / "samples.vcf", header + lines, "plain")
+    for skip in (False, True):
+        (old_err, old), (new_err, new) = _both(vcf, tmp_path, str(shared_data / FASTA), monkeypatch,
+                                               skip_malformed=skip, samples="none")
+        assert old_err == new_err and (old_err is not None) != skip
+        assert skip is False or new.equals(old)
+    assert not spy
+
