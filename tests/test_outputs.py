@@ -383,3 +383,31 @@ def test_unsorted_input_gives_a_sorted_indexed_vcf_gz(kit, reference, tmp_path, 
     with pysam.TabixFile(str(outs[0])) as tbx:
         assert len(list(tbx.fetch("17"))) == 2 and len(list(tbx.fetch("MT"))) == 2
     assert not list(tmp_path.glob(".*vareff-parts"))
+
+
+# --- chunk size: model runs keep small chunks, host-only runs take large ones -----------------
+
+def test_default_chunk_size_depends_on_models_and_samples(tmp_path):
+    from vareff.config import HOST_CHUNK, MODEL_CHUNK, OutputSpec, RunConfig
+
+    out = (OutputSpec(str(tmp_path / "o.parquet"), "parquet"),)
+    host = RunConfig(input="in.vcf", outputs=out, models=())
+    assert host.chunk_records(0) == HOST_CHUNK > MODEL_CHUNK
+    assert host.chunk_records(3) == MODEL_CHUNK  # genotypes are held per chunk
+    assert RunConfig(input="in.vcf", outputs=out, fasta="ref.fa").chunk_records(0) == MODEL_CHUNK
+    assert RunConfig(input="in.vcf", outputs=out, models=(), chunk_size=7).chunk_records(0) == 7
+
+
+def test_parts_are_arrow_ipc_and_assemble_to_the_same_parquet(tmp_path):
+    import pyarrow as pa
+
+    import vareff.write.parts as parts
+
+    rng = random.Random(3)
+    t = pa.table({"pos": pa.array([rng.randrange(10**9) for _ in range(50)], pa.int64()),
+                  "s": pa.array([rng.choice(["A", None, "CT"]) for _ in range(50)])})
+    p = tmp_path / f"00000000{parts.PART_SUFFIX}"
+    p.write_bytes(parts.part_bytes(t))
+    assert parts.read_part(p).equals(t)
+    parts.write_parquet(tmp_path / "o.parquet", t.schema, [p])
+    assert pq.read_table(tmp_path / "o.parquet").equals(t)

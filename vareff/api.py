@@ -26,7 +26,7 @@ def score_vcf(
     dtype: str | None = None,
     batch_size: int = 32,
     threads: int | None = None,
-    chunk_size: int = 2000,
+    chunk_size: int | None = None,
     resume: bool = False,
     skip_malformed: bool = False,
     allow_truncated: bool = False,
@@ -99,7 +99,8 @@ def score_vcf(
         A live bar on a terminal, else a log line every 30 s (``VAREFF_PROGRESS_INTERVAL``).
     chunk_size
         Records per chunk: the unit of output writes and of ``resume`` (a chunk also closes
-        after about a minute of estimated model time).
+        after about a minute of estimated model time). Default: 2,000 with a model or sample
+        columns, else 20,000.
     skip_malformed, allow_truncated
         Record unparseable lines as ``malformed_record`` rows instead of stopping; read a
         ``.vcf.gz``/``.bcf`` that lacks its BGZF end-of-file marker (cut short) instead of
@@ -212,8 +213,9 @@ def score_variants(
                                  variants["ref"].to_list(), variants["alt"].to_list(), ids)
     ]
     tables = []
-    for s in range(0, len(records), cfg.chunk_size):
-        _, table, _ = pipe.process(records[s: s + cfg.chunk_size])
+    size = cfg.chunk_records(0)
+    for s in range(0, len(records), size):
+        _, table, _ = pipe.process(records[s: s + size])
         tables.append(pl.from_arrow(table))
     if not tables:
         return pl.from_arrow(pipe.schema.empty_table())

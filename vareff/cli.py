@@ -78,8 +78,9 @@ def _score_parser_options(p, calibrate: bool) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for torch and decompression, at least 1 (default: torch's default, all cores)")
-    p.add_argument("--chunk-size", type=int, default=2000,
-                   help="records per chunk, the unit of writes and of --resume (default: 2000)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="records per chunk, the unit of writes and of --resume (default: 2000 with a model or "
+                        "sample columns, else 20000)")
     if not calibrate:
         p.add_argument("--resume", action="store_true",
                        help="continue an interrupted run from its last finished chunk (file outputs only, "

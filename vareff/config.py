@@ -38,12 +38,19 @@ class OutputSpec:
         return self.format == "vcf" and self.path.lower().endswith((".gz", ".bgz"))
 
 
+#: default records per chunk with a model (a chunk also closes after ~60 s of estimated model time)
+MODEL_CHUNK = 2000
+#: default records per chunk for runs with no model and no sample columns (lookups, normalization)
+HOST_CHUNK = 20_000
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a scoring run needs.  Defaults are the CLI's defaults.
 
     ``models``: backend names (``spliceai``) or local checkpoint directories.
-    ``chunk_size``: records per chunk; a chunk is the unit of output and of ``resume``.
+    ``chunk_size``: records per chunk; a chunk is the unit of output and of ``resume``
+    (``None``: :meth:`chunk_records` picks it).
     """
 
     input: str
@@ -56,7 +63,7 @@ class RunConfig:
     dtype: str | None = None
     batch_size: int = 32
     threads: int | None = None
-    chunk_size: int = 2000
+    chunk_size: int | None = None
     resume: bool = False
     skip_malformed: bool = False
     #: read a BGZF input that lacks its end-of-file marker (cut short) instead of refusing it
@@ -97,10 +104,18 @@ class RunConfig:
     #: genome build for the pseudo-autosomal regions (male X/Y zygosity)
     build: str = "GRCh38"
 
+    def chunk_records(self, n_samples: int) -> int:
+        """Records per chunk: ``chunk_size`` when given; else :data:`MODEL_CHUNK` for runs with a model
+        or with sample columns (windows and genotypes are held per chunk), :data:`HOST_CHUNK` for the
+        rest, whose per-chunk costs (part files, manifest, fsync) would otherwise dominate."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        return MODEL_CHUNK if self.models or n_samples else HOST_CHUNK
+
     def __post_init__(self):
         if not self.outputs:
             raise ConfigError("no output given", "pass -o OUT.parquet (or .vcf.gz / .tsv)")
-        if self.chunk_size < 1 or self.batch_size < 1:
+        if (self.chunk_size is not None and self.chunk_size < 1) or self.batch_size < 1:
             raise ConfigError("--chunk-size and --batch-size must be at least 1")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads {self.threads}: must be at least 1",

@@ -123,7 +123,7 @@ def plan_chunks(cfg: RunConfig, cost: float = 0.0) -> list[ChunkInfo]:
                        allow_truncated=cfg.allow_truncated)
     out, n = [], 0
     try:
-        for chunk in iter_chunks(reader, cfg.chunk_size, allele_cost=cost):
+        for chunk in iter_chunks(reader, cfg.chunk_records(len(reader.vcf.samples)), allele_cost=cost):
             v0, v1 = chunk[0][0], chunk[-1][0]
             out.append(ChunkInfo(v0.CHROM, v0.POS // BLOCK, v0.POS, v1.POS, n, len(chunk)))
             n += len(chunk)
@@ -223,7 +223,8 @@ class ShardWorker:
         before = self.pipe.store_counts()  # score store: what this shard served / computed
         try:
             cost = allele_cost(self.pipe.scorers)
-            for chunk in iter_chunks(self._items(reader, shard), cfg.chunk_size, allele_cost=cost):
+            size = cfg.chunk_records(len(reader.vcf.samples))
+            for chunk in iter_chunks(self._items(reader, shard), size, allele_cost=cost):
                 if k >= shard.first_chunk + shard.n_chunks:
                     raise RuntimeError(f"{shard.describe()} has more chunks than planned: did the input change?")
                 if k not in done:

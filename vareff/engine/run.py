@@ -19,7 +19,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 
 from vareff._version import __version__
 from vareff.config import RunConfig
@@ -28,7 +27,6 @@ from vareff.normalize.alleles import AlleleRows, Record, split_series, split_col
 from vareff.read.columnar import ColumnChunk, iter_column_chunks
 from vareff.read.vcf import Region, VcfReader, is_malformed
 from vareff.score.base import InfoField, Scorer, cost_per_allele
-from vareff.score.registry import make_scorer
 from vareff.window.genome import ContigSlice, Genome
 from vareff.engine.columns import chunk_contig, chunk_start, columnar_input
 from vareff.engine.checks import NOT_PLACED, placement_hint, placement_problem, preview, warn_no_hits
@@ -398,6 +396,14 @@ def open_genome(cfg: RunConfig) -> Genome | None:
 
 
 def build_scorers(cfg: RunConfig) -> list[Scorer]:
+    """The run's model scorers; torch is imported only when there is a model (a lookup-only run
+    starts in a fraction of the time)."""
+    if not cfg.models:
+        return []
+    import torch
+
+    from vareff.score.registry import make_scorer
+
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     return [make_scorer(m, cfg) for m in cfg.models]
@@ -462,11 +468,12 @@ def run(cfg: RunConfig) -> RunSummary:
 
     signals = StopSignals()
     n_cols = columnar_input(cfg, reader, pipe, want_vcf)
+    size = cfg.chunk_records(len(reader.vcf.samples))
     if n_cols is None:
-        chunks = iter_chunks(reader, cfg.chunk_size, allele_cost=cost)
+        chunks = iter_chunks(reader, size, allele_cost=cost)
     else:  # columns while every line is vouched for, then the record-by-record path (docs/host-path.md)
-        chunks = iter_column_chunks(reader, n_cols, cfg.chunk_size, BLOCK, cost, CHUNK_SECONDS,
-                                    lambda items: iter_chunks(items, cfg.chunk_size, allele_cost=cost))
+        chunks = iter_column_chunks(reader, n_cols, size, BLOCK, cost, CHUNK_SECONDS,
+                                    lambda items: iter_chunks(items, size, allele_cost=cost))
     try:
         with signals:
             for chunk in chunks:

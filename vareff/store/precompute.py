@@ -154,7 +154,7 @@ def precompute(cfg, intervals_spec: dict, deletions: bool = False, progress: boo
     pipe = Pipeline(cfg, build_scorers(cfg), genome)
     st = PrecomputeStats(regions=len(intervals))
     t0 = last = time.perf_counter()
-    for recs, npos in chunks(genome, intervals, cfg.chunk_size, deletions):
+    for recs, npos in chunks(genome, intervals, cfg.chunk_records(0), deletions):
         pipe.process(recs)
         st.positions += npos
         st.alleles += sum(len(r.alts) for r in recs)
