@@ -117,12 +117,13 @@ def build_tubb8(data: Path, work: Path, n: int, seed: int) -> tuple[Path, Path, 
     seq = fa.fetch(fa.references[0]).upper()
     base = lambda p1, k=1: seq[p1 - 1: p1 - 1 + k]  # noqa: E731
     bounds = [b for _, b in _exon_bounds(ann)]
+    tx = [(int(f[3]) + 1, int(f[4])) for f in (ln.split("\t") for ln in open(ann) if not ln.startswith("#"))]
     rng = random.Random(seed)
     variants: set[tuple[int, str, str]] = set()
     while len(variants) < n:
         p = rng.choice(bounds) + rng.randint(-30, 30)
         r, kind = base(p), rng.random()
-        if r not in "ACGT":
+        if r not in "ACGT" or not any(a <= p and p + 7 <= b for a, b in tx):  # inside the gene
             continue
         if kind < 0.6:
             variants.add((p, r, rng.choice([b for b in "ACGT" if b != r])))

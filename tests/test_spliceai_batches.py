@@ -22,7 +22,8 @@ DS = ("spliceai_ds_ag", "spliceai_ds_al", "spliceai_ds_dg", "spliceai_ds_dl")
 @pytest.fixture(scope="module")
 def tubb8(shared_data):
     p = tubb8_paths(shared_data)
-    scorer = SpliceAIScorer(SpliceAIOptions(distance=D, annotation=p["annotation"], keep_raw=True), model=load_spliceai())
+    opts = SpliceAIOptions(distance=D, annotation=p["annotation"], keep_raw=True)
+    scorer = SpliceAIScorer(opts, model=load_spliceai())
     return p, scorer, Genome(p["fasta"])
 
 
@@ -94,7 +95,8 @@ def test_folded_network_equals_the_unfolded_graph():
 def test_bfloat16_is_opt_in_and_close(tubb8):
     """--dtype bfloat16 runs the same scorer in bf16: delta scores within 0.05 of float32."""
     p, sc, genome = tubb8
-    assert sc.dtype == torch.float32 and SpliceAIScorer(SpliceAIOptions(annotation=p["annotation"])).dtype == torch.float32
+    default = SpliceAIScorer(SpliceAIOptions(annotation=p["annotation"]))
+    assert sc.dtype == torch.float32 and default.dtype == torch.float32 and not default.weights_loaded
     bf = SpliceAIScorer(SpliceAIOptions(distance=D, annotation=p["annotation"]), dtype=torch.bfloat16)
     batch = subset(_batch(genome), np.array([0, 6, 7]))
     a, b = sc.score(batch, genome), bf.score(batch, genome)

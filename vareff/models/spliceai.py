@@ -92,7 +92,7 @@ class SpliceAIModel(nn.Module):
             for name, lo in clamps.items():
                 self.register_buffer(f"clamp_lo_{name}", torch.from_numpy(lo.astype(np.float32))[None, :, None, None])
         else:
-            fused = {n.name: (np.ascontiguousarray(weights[n.name]["kernel"].transpose(2, 1, 0)), weights[n.name]["bias"])
+            fused = {n.name: (weights[n.name]["kernel"].transpose(2, 1, 0), weights[n.name]["bias"])
                      for n in nodes if n.kind == "conv"}
         self.nodes = nodes
         for n in nodes:

@@ -17,9 +17,12 @@ Per allele and per overlapping gene (as SpliceAI 1.3.1 ``get_delta_scores``):
   losses elsewhere are zeroed.
 
 How the work is shared: reference outputs depend only on (contig, strand, gene
-mask), so for every such key the needed ``POS ± D`` intervals of all alleles in a
-chunk are merged into segments and computed once (one pass covers every allele of
-a site and neighbouring sites).  Alt windows are batched by length.
+mask), so for every such key the sites of a chunk are grouped by fixed genomic tiles
+of ``TILE`` nt and each tile is one reference pass (covering every allele of a site
+and of its neighbours); alts are computed only in their cone of changed activations,
+batched by allele shape.  Each allele's floats are independent of the batch it is
+scored in (see :meth:`SpliceAIScorer._passes`), so a partly warm store run equals a
+cold one bit for bit.  The weights are loaded on the first allele to score.
 """
 from __future__ import annotations
 
