@@ -48,7 +48,7 @@ def summarize(a: pl.DataFrame, b: pl.DataFrame) -> dict:
     q = np.quantile(d, [0.5, 0.9, 0.99, 0.999, 1.0]) if len(d) else [np.nan] * 5
     dp_changed = int(sum(int((a[c] != b[c]).sum()) for c in DP))
     info_changed = int((a["spliceai"] != b["spliceai"]).sum())
-    return {"alleles": a.height, "values": len(d), "median": q[0], "p90": q[1], "p99": q[2], "p99.9": q[3],
+    return {"alleles": a.height, "values": len(d), "median": q[0], "p90": q[1], "p99": q[2], "p999": q[3],
             "max": q[4], "over_0.01": int((d > 0.01).sum()), "over_0.05": int((d > 0.05).sum()),
             "dp_changed": dp_changed, "info_changed": info_changed}
 
@@ -82,7 +82,7 @@ def main() -> None:
         print(f"{dtype}: {t:.1f} s wall", flush=True)
     s = summarize(pl.read_parquet(outs["float32"]), pl.read_parquet(outs["bfloat16"]))
     print(f"scored alleles: {s['alleles']} ({s['values']} DS values)")
-    print("|ΔDS| bf16 vs fp32: median {median:.4f}, p90 {p90:.4f}, p99 {p99:.4f}, p99.9 {p99.9:.4f}, max {max:.4f}"
+    print("|ΔDS| bf16 vs fp32: median {median:.4f}, p90 {p90:.4f}, p99 {p99:.4f}, p99.9 {p999:.4f}, max {max:.4f}"
           .format(**s))
     print(f"values with |ΔDS| > 0.01: {s['over_0.01']}, > 0.05: {s['over_0.05']}; DP changed: {s['dp_changed']}; "
           f"records whose 2-decimal SpliceAI INFO changed: {s['info_changed']}/{s['alleles']}")
