@@ -334,7 +334,9 @@ class SpliceAIScorer:
         shapes = list(dict.fromkeys(shp for _, reqs, _ in pending for shp in reqs))
         for shp in shapes:
             parts = [(g, reqs[shp], rows) for g, reqs, rows in pending if shp in reqs]
-            values = {m: torch.cat([r.values[m] for _, r, _ in parts]) for m in parts[0][1].values}
+            values = {m: torch.cat([r.values[m] for _, r, _ in parts]) if len(parts) > 1 else parts[0][1].values[m]
+                      for m in parts[0][1].values}
+            n_rows = sum(len(r.sites) for _, r, _ in parts)
             row_of, js, base = {}, [], 0
             for g, r, rows in parts:
                 for j in tasks_by_group[g]:
@@ -349,10 +351,15 @@ class SpliceAIScorer:
                 if rev:
                     alts = [reverse_complement(a) for a in alts]
                 pad = -len(jb) % max(2, torch.get_num_threads())
-                rows, alts = rows + rows[-1:] * pad, alts + alts[-1:] * pad
+                alts = alts + alts[-1:] * pad
+                r0, k = rows[0], len(rows) + pad
+                if rows == list(range(r0, r0 + len(rows))) and r0 + k <= n_rows:
+                    # consecutive rows: a view, no copy (padding rows, if any, are real sites: discarded)
+                    ref = {m: v[r0: r0 + k] for m, v in values.items()}
+                else:
+                    idx = torch.tensor(rows + rows[-1:] * pad)
+                    ref = {m: v.index_select(0, idx.to(v.device)) for m, v in values.items()}
                 xa = torch.from_numpy(one_hot(alts)).to(self.device, self.dtype)
-                idx = torch.tensor(rows)
-                ref = {m: v.index_select(0, idx.to(v.device)) for m, v in values.items()}
                 with torch.inference_mode():
                     ya = member.forward_cone(xa, ref, geoms[(*shp, rev)]).float()
                 ya = (ya.flip(-1) if rev else ya).cpu().numpy()
