@@ -36,13 +36,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vareff.errors import CheckpointError, MissingDependencyError
+from vareff.models.spliceai_fuse import fuse_graph
 
 WHEEL_HINT = "install the weights with: pip install --no-deps spliceai==1.3.1 (or pass --spliceai-weights DIR)"
 
 
 @dataclass(frozen=True)
 class _Node:
-    kind: str  # conv | bn | relu | add | crop | input
+    kind: str  # conv | bn | relu | add | crop | input (+ clamp after folding)
     name: str
     inputs: tuple[str, ...]
     params: dict
@@ -83,17 +84,25 @@ def _parse_graph(cfg: dict) -> list[_Node]:
 class SpliceAIModel(nn.Module):
     """One SpliceAI network executed as its Keras graph, with valid convolutions."""
 
-    def __init__(self, nodes: list[_Node], weights: dict[str, dict[str, np.ndarray]]):
+    def __init__(self, nodes: list[_Node], weights: dict[str, dict[str, np.ndarray]], *, fuse: bool = True):
         super().__init__()
-        self.nodes = nodes
         self.convs = nn.ModuleDict()
+        if fuse:  # BatchNorms folded into the convolutions (see vareff.models.spliceai_fuse)
+            nodes, fused, clamps = fuse_graph(nodes, weights)
+            for name, lo in clamps.items():
+                self.register_buffer(f"clamp_lo_{name}", torch.from_numpy(lo.astype(np.float32))[None, :, None, None])
+        else:
+            fused = {n.name: (weights[n.name]["kernel"].transpose(2, 1, 0), weights[n.name]["bias"])
+                     for n in nodes if n.kind == "conv"}
+        self.nodes = nodes
         for n in nodes:
             if n.kind == "conv":
-                w = weights[n.name]
-                kernel = torch.from_numpy(np.ascontiguousarray(w["kernel"].transpose(2, 1, 0)))  # (out, in, k)
+                f = fused[n.name]
+                kernel, bias = (f.kernel, f.bias) if fuse else f
+                kernel = torch.from_numpy(np.ascontiguousarray(kernel, dtype=np.float32))  # (out, in, k)
                 conv = nn.Conv2d(kernel.shape[1], kernel.shape[0], (1, kernel.shape[2]), dilation=(1, n.params["dil"]))
                 conv.weight.data.copy_(kernel[:, :, None, :])  # (out, in, 1, k)
-                conv.bias.data.copy_(torch.from_numpy(w["bias"]))
+                conv.bias.data.copy_(torch.from_numpy(np.asarray(bias, dtype=np.float32)))
                 self.convs[n.name] = conv.to(memory_format=torch.channels_last)
             elif n.kind == "bn":
                 w = weights[n.name]
@@ -108,6 +117,15 @@ class SpliceAIModel(nn.Module):
             for i in n.inputs:
                 last_use[i] = j
         self._free_after = [[i for i in dict.fromkeys(n.inputs) if last_use[i] == j] for j, n in enumerate(nodes)]
+        n_uses: dict[str, int] = {}
+        for n in nodes:
+            for i in n.inputs:
+                n_uses[i] = n_uses.get(i, 0) + 1
+        # an add may write into its first input when that is a convolution's output (a tensor of
+        # its own, not a view of another node's value) that nothing else reads
+        kind = {n.name: n.kind for n in nodes}
+        self._add_in_place = {n.name for n in nodes if n.kind == "add" and n_uses[n.inputs[0]] == 1
+                              and kind[n.inputs[0]] == "conv" and n.inputs[0] not in n.inputs[1:]}
 
     def _check_context(self) -> int:
         """Receptive-field half-width; must equal the final cropping for valid execution."""
@@ -139,13 +157,21 @@ class SpliceAIModel(nn.Module):
         """One node on already-aligned inputs (for ``add``: inputs cropped to the same span)."""
         if n.kind == "conv":
             y = self.convs[n.name](xs[0])
+            if n.params.get("relu"):
+                return y.relu_()
             return torch.softmax(y, dim=1) if n.params["softmax"] else y
+        if n.kind == "clamp":
+            return torch.clamp(xs[0], min=getattr(self, f"clamp_lo_{n.name}"))
         if n.kind == "bn":
             return xs[0] * getattr(self, f"bn_scale_{n.name}") + getattr(self, f"bn_shift_{n.name}")
         if n.kind == "relu":
             return F.relu(xs[0])
         if n.kind == "add":
             acc = xs[0]
+            if n.name in self._add_in_place and acc.is_contiguous(memory_format=torch.channels_last):
+                for v in xs[1:]:
+                    acc.add_(v)
+                return acc
             for v in xs[1:]:
                 acc = acc + v
             return acc
@@ -370,21 +396,31 @@ def load_spliceai(weights_dir: str | os.PathLike | None = None, *, device: str |
 
     Loaded ensembles are cached per (folder, device, dtype) for repeated API calls.
     """
-    d = Path(weights_dir) if weights_dir else wheel_weights_dir()
-    return _load_cached(str(d.resolve()), str(device), dtype)
+    return _load_cached(str(weights_folder(weights_dir)), str(device), dtype)
+
+
+def weights_folder(weights_dir: str | os.PathLike | None = None) -> Path:
+    """The folder holding ``spliceai1.h5`` … ``spliceai5.h5`` (checked), resolved."""
+    d = (Path(weights_dir) if weights_dir else wheel_weights_dir()).resolve()
+    missing = [p.name for p in _weight_paths(d) if not p.exists()]
+    if missing:
+        raise CheckpointError(f"SpliceAI weights folder {str(d)!r} lacks {', '.join(missing)}", WHEEL_HINT)
+    return d
+
+
+def _weight_paths(d: Path) -> list[Path]:
+    return [d / f"spliceai{i}.h5" for i in range(1, 6)]
+
+
+@functools.lru_cache(maxsize=4)
+def weight_checksums(folder: str) -> tuple[str, ...]:
+    """First 16 hex digits of each weight file's SHA-256 (the provenance, without building the models)."""
+    return tuple(hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in _weight_paths(Path(folder)))
 
 
 @functools.lru_cache(maxsize=2)
 def _load_cached(folder: str, device: str, dtype: torch.dtype) -> SpliceAIEnsemble:
-    d = Path(folder)
-    paths = [d / f"spliceai{i}.h5" for i in range(1, 6)]
-    missing = [p.name for p in paths if not p.exists()]
-    if missing:
-        raise CheckpointError(f"SpliceAI weights folder {str(d)!r} lacks {', '.join(missing)}", WHEEL_HINT)
-    models, sums = [], []
-    for p in paths:
-        nodes, weights = _read_h5(p)
-        models.append(SpliceAIModel(nodes, weights))
-        sums.append(hashlib.sha256(p.read_bytes()).hexdigest()[:16])
-    ens = SpliceAIEnsemble(models, sums).eval()
+    d = weights_folder(folder)
+    models = [SpliceAIModel(*_read_h5(p)) for p in _weight_paths(d)]
+    ens = SpliceAIEnsemble(models, list(weight_checksums(str(d)))).eval()
     return ens.to(device=device, dtype=dtype)

@@ -17,9 +17,12 @@ Per allele and per overlapping gene (as SpliceAI 1.3.1 ``get_delta_scores``):
   losses elsewhere are zeroed.
 
 How the work is shared: reference outputs depend only on (contig, strand, gene
-mask), so for every such key the needed ``POS ± D`` intervals of all alleles in a
-chunk are merged into segments and computed once (one pass covers every allele of
-a site and neighbouring sites).  Alt windows are batched by length.
+mask), so for every such key the sites of a chunk are grouped by fixed genomic tiles
+of ``TILE`` nt and each tile is one reference pass (covering every allele of a site
+and of its neighbours); alts are computed only in their cone of changed activations,
+batched by allele shape.  Each allele's floats are independent of the batch it is
+scored in (see :meth:`SpliceAIScorer._passes`), so a partly warm store run equals a
+cold one bit for bit.  The weights are loaded on the first allele to score.
 """
 from __future__ import annotations
 
@@ -32,15 +35,15 @@ import torch
 from vareff.encode.onehot import one_hot, reverse_complement
 from vareff.errors import SCORABLE, ConfigError, Status
 from vareff.lookup.gene_table import GeneTable
-from vareff.models.spliceai import SpliceAIEnsemble, _StashRequest, load_spliceai
+from vareff.models.spliceai import SpliceAIEnsemble, _StashRequest, load_spliceai, weight_checksums, weights_folder
 from vareff.score.base import AlleleBatch, InfoField, ScoreResult
 from vareff.window.genome import Genome
 
 
 NAME = "spliceai"
 _INF = 1 << 62
-GROUP_SPAN = 10000  # max distance between the first and last site of one shared reference pass (~2x context)
-MAX_SITES = 16  # sites per shared reference pass (bounds the stored activations, ~7 MB per site)
+TILE = 256  # sites share a reference pass per fixed genomic tile of this many nt (the pass covers the whole tile)
+MAX_SITES = 16  # sites per reference pass (bounds the stored activations, ~7 MB per site and allele shape)
 
 
 @dataclass(frozen=True)
@@ -130,11 +133,28 @@ class SpliceAIScorer:
         self.opt = options or SpliceAIOptions()
         self.device = torch.device(device)
         self.dtype = dtype
-        self.model = model if model is not None else load_spliceai(self.opt.weights, device=self.device, dtype=dtype)
+        # the weights are loaded on the first allele to score (a run served from the store needs none)
+        self._model = model
+        self._weights_dir = None if model is not None else str(weights_folder(self.opt.weights))
         self.genes = GeneTable.open(self.opt.annotation)
-        self.context = self.model.context
         #: with ``options.keep_raw``: one :class:`RawProbabilities` per (allele, gene) of the last batch
         self.raw: list[RawProbabilities] = []
+
+    lazy_weights = True  # ``model`` loads the weights on first use (store key code must not touch it)
+
+    @property
+    def model(self) -> SpliceAIEnsemble:
+        if self._model is None:
+            self._model = load_spliceai(self._weights_dir, device=self.device, dtype=self.dtype)
+        return self._model
+
+    @property
+    def weights_loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def context(self) -> int:
+        return self.model.context
 
     # --- Scorer protocol -------------------------------------------------------------
     def schema(self) -> pa.Schema:
@@ -159,7 +179,8 @@ class SpliceAIScorer:
     def provenance(self) -> dict[str, str]:
         return {
             "model": "spliceai-10k (5-model mean, spliceai 1.3.1 weights)",
-            "weights_sha256_16": ",".join(self.model.checksums),
+            "weights_sha256_16": ",".join(self._model.checksums if self._model is not None
+                                          else weight_checksums(self._weights_dir)),
             "annotation": self.genes.source.rsplit("/", 1)[-1],
             "distance": str(self.opt.distance),
             "mask": str(int(self.opt.mask)),
@@ -239,92 +260,109 @@ class SpliceAIScorer:
     def _passes(self, tasks: list[_Task], batch: AlleleBatch, genome: Genome):
         """Reference outputs per (key, site) and alt outputs per task, averaged over the 5 models.
 
-        Reference: the sites of one key are grouped (at most ``MAX_SITES`` within ``GROUP_SPAN``
-        nt) and each group is one valid pass over its span, which also keeps the activations the
-        alts will read.  Every alt is then computed from the activations it changes only
-        (:meth:`SpliceAIModel.forward_cone`), batched by (REF length, ALT length).
+        Reference: the sites of one key are grouped by fixed genomic tiles of ``TILE`` nt (at most
+        ``MAX_SITES`` per pass) and each group is one valid pass over its whole tile, which also
+        keeps the activations the alts will read.  Every alt is then computed from the activations
+        it changes only (:meth:`SpliceAIModel.forward_cone`), batched by (REF length, ALT length).
+
+        Every float is independent of the other alleles of the batch: a site's reference pass is
+        its tile's (same input, same shape, batch 1, whichever sites are present) and an alt's
+        cone runs in a batch whose row count is a multiple of the thread count (and at least 2):
+        oneDNN then gives each thread whole rows, while a batch that does not divide evenly is
+        split along positions and sums some outputs in another order (measured: 3 rows vs 2, 4, 6).
         """
         D, ctx = self.opt.distance, self.context
         W = 2 * ctx + 2 * D + 1
+        lin = W + TILE - 1
         pos_of = [int(batch.pos1[t.allele]) for t in tasks]
         shape_of = [(len(batch.ref[t.allele]), len(batch.alt[t.allele])) for t in tasks]
-        sites_by_key: dict[tuple, set[int]] = {}
+        sites_by_tile: dict[tuple, set[int]] = {}
         for t, p in zip(tasks, pos_of):
-            sites_by_key.setdefault(t.key, set()).add(p)
-        groups: list[tuple[tuple, list[int]]] = []
-        for key, ps in sites_by_key.items():
-            cur: list[int] = []
-            for p in sorted(ps):
-                if cur and (p - cur[0] > GROUP_SPAN or len(cur) == MAX_SITES):
-                    groups.append((key, cur))
-                    cur = []
-                cur.append(p)
-            groups.append((key, cur))
-        group_of = {(key, p): g for g, (key, ps) in enumerate(groups) for p in ps}
+            sites_by_tile.setdefault((t.key, (p - 1) // TILE * TILE + 1), set()).add(p)
+        groups: list[tuple[tuple, int, list[int]]] = []  # (key, first position of the tile, sites)
+        for (key, lo), ps in sorted(sites_by_tile.items(), key=lambda kv: (kv[0][0][1] == "-", kv[0][1])):
+            ps = sorted(ps)
+            groups += [(key, lo, ps[i: i + MAX_SITES]) for i in range(0, len(ps), MAX_SITES)]
+        group_of = {(key, p): g for g, (key, _, ps) in enumerate(groups) for p in ps}
         tasks_by_group: dict[int, list[int]] = {}
         for j, t in enumerate(tasks):
             tasks_by_group.setdefault(group_of[(t.key, pos_of[j])], []).append(j)
-        seg_seq = [self._window(genome, key, ps[0] - D - ctx, ps[-1] + D + ctx) for key, ps in groups]
-        by_shape: dict[tuple[int, bool], list[int]] = {}
-        for g, (key, _) in enumerate(groups):
-            by_shape.setdefault((len(seg_seq[g]), key[1] == "-"), []).append(g)
+        seg_seq: dict[tuple, str] = {}
 
         ref_sum: dict[tuple, np.ndarray] = {}
         alt_sum: list[np.ndarray | None] = [None] * len(tasks)
         for member in self.model.members:
             geoms: dict[tuple[int, int, bool], object] = {}
-            for (lin, rev), gs in by_shape.items():
-                for s0 in range(0, len(gs), self.opt.batch_size):
-                    gb = gs[s0: s0 + self.opt.batch_size]
-                    # one stash request per allele shape; a row per (site, shape)
-                    reqs: dict[tuple[int, int], _StashRequest] = {}
-                    row_of: dict[tuple, int] = {}
-                    for b, g in enumerate(gb):
-                        first = groups[g][1][0]
-                        for j in tasks_by_group.get(g, ()):
-                            shp, p = shape_of[j], pos_of[j]
-                            if shp not in reqs:
-                                gk = (*shp, rev)
-                                if gk not in geoms:
-                                    v0 = W - (D + ctx) - shp[0] if rev else D + ctx
-                                    geoms[gk] = member.cone_geometry(W, v0, *shp)
-                                reqs[shp] = _StashRequest(geoms[gk], [], {})
-                            if (shp, g, p) not in row_of:
-                                o = p - first
-                                row_of[(shp, g, p)] = len(reqs[shp].sites)
-                                reqs[shp].sites.append((b, lin - W - o if rev else o))
-                    seqs = [seg_seq[g] for g in gb]
-                    if rev:
-                        seqs = [reverse_complement(x) for x in seqs]
-                    x = torch.from_numpy(one_hot(seqs)).to(self.device, self.dtype)
-                    with torch.inference_mode():
-                        y = member(x, stash=list(reqs.values())).float()
-                    y = (y.flip(-1) if rev else y).cpu().numpy()
-                    for b, g in enumerate(gb):
-                        key, ps = groups[g]
-                        for p in ps:
-                            o = p - ps[0]
-                            yr = np.ascontiguousarray(y[b, :, o: o + 2 * D + 1])
-                            ref_sum[(key, p)] = yr if (key, p) not in ref_sum else ref_sum[(key, p)] + yr
-                    for shp, req in reqs.items():
-                        js = [j for g in gb for j in tasks_by_group.get(g, ()) if shape_of[j] == shp]
-                        for a0 in range(0, len(js), self.opt.batch_size):
-                            jb = js[a0: a0 + self.opt.batch_size]
-                            rows = torch.tensor([row_of[(shp, group_of[(tasks[j].key, pos_of[j])], pos_of[j])]
-                                                 for j in jb])
-                            alts = [batch.alt[tasks[j].allele] for j in jb]
-                            if rev:
-                                alts = [reverse_complement(a) for a in alts]
-                            xa = torch.from_numpy(one_hot(alts)).to(self.device, self.dtype)
-                            ref = {m: v.index_select(0, rows.to(v.device)) for m, v in req.values.items()}
-                            with torch.inference_mode():
-                                ya = member.forward_cone(xa, ref, req.geom).float()
-                            ya = (ya.flip(-1) if rev else ya).cpu().numpy()
-                            for r, j in enumerate(jb):
-                                yj = np.ascontiguousarray(ya[r])
-                                alt_sum[j] = yj if alt_sum[j] is None else alt_sum[j] + yj
-                    del reqs
+            pending: list[tuple[int, dict, dict]] = []  # groups whose alts await their cones
+            for g, (key, lo, ps) in enumerate(groups):
+                rev = key[1] == "-"
+                if (key, lo) not in seg_seq:
+                    seq = self._window(genome, key, lo - D - ctx, lo + TILE - 1 + D + ctx)
+                    seg_seq[(key, lo)] = reverse_complement(seq) if rev else seq
+                reqs: dict[tuple[int, int], _StashRequest] = {}
+                rows: dict[tuple, int] = {}  # (shape, site) -> row in reqs[shape]
+                for j in tasks_by_group.get(g, ()):
+                    shp, p = shape_of[j], pos_of[j]
+                    if shp not in reqs:
+                        if (*shp, rev) not in geoms:
+                            v0 = W - (D + ctx) - shp[0] if rev else D + ctx
+                            geoms[(*shp, rev)] = member.cone_geometry(W, v0, *shp)
+                        reqs[shp] = _StashRequest(geoms[(*shp, rev)], [], {})
+                    if (shp, p) not in rows:
+                        rows[(shp, p)] = len(reqs[shp].sites)
+                        reqs[shp].sites.append((0, lin - W - (p - lo) if rev else p - lo))
+                x = torch.from_numpy(one_hot([seg_seq[(key, lo)]])).to(self.device, self.dtype)
+                with torch.inference_mode():
+                    y = member(x, stash=list(reqs.values())).float()
+                y = (y.flip(-1) if rev else y).cpu().numpy()
+                for p in ps:
+                    yr = np.ascontiguousarray(y[0, :, p - lo: p - lo + 2 * D + 1])
+                    ref_sum[(key, p)] = yr if (key, p) not in ref_sum else ref_sum[(key, p)] + yr
+                pending.append((g, reqs, rows))
+                if sum(len(r.sites) for _, rs, _ in pending for r in rs.values()) >= self.opt.batch_size \
+                        or g + 1 == len(groups) or (groups[g + 1][0][1] == "-") != rev:
+                    self._cones(member, pending, rev, geoms, tasks, tasks_by_group, shape_of, pos_of, batch, alt_sum)
+                    pending = []
         k = np.float32(len(self.model.members))
         return ({key: y / k for key, y in ref_sum.items()}, [y / k for y in alt_sum])
 
+    def _cones(self, member, pending, rev, geoms, tasks, tasks_by_group, shape_of, pos_of, batch, alt_sum):
+        """Alt outputs of the tasks of the ``pending`` groups (one strand), added to ``alt_sum``.
 
+        ``pending``: (group, stash requests per allele shape, row of (shape, site) in its request).
+        """
+        shapes = list(dict.fromkeys(shp for _, reqs, _ in pending for shp in reqs))
+        for shp in shapes:
+            parts = [(g, reqs[shp], rows) for g, reqs, rows in pending if shp in reqs]
+            values = {m: torch.cat([r.values[m] for _, r, _ in parts]) if len(parts) > 1 else parts[0][1].values[m]
+                      for m in parts[0][1].values}
+            n_rows = sum(len(r.sites) for _, r, _ in parts)
+            row_of, js, base = {}, [], 0
+            for g, r, rows in parts:
+                for j in tasks_by_group[g]:
+                    if shape_of[j] == shp:
+                        row_of[j] = base + rows[(shp, pos_of[j])]
+                        js.append(j)
+                base += len(r.sites)
+            for a0 in range(0, len(js), self.opt.batch_size):
+                jb = js[a0: a0 + self.opt.batch_size]
+                rows = [row_of[j] for j in jb]
+                alts = [batch.alt[tasks[j].allele] for j in jb]
+                if rev:
+                    alts = [reverse_complement(a) for a in alts]
+                pad = -len(jb) % max(2, torch.get_num_threads())
+                alts = alts + alts[-1:] * pad
+                r0, k = rows[0], len(rows) + pad
+                if rows == list(range(r0, r0 + len(rows))) and r0 + k <= n_rows:
+                    # consecutive rows: a view, no copy (padding rows, if any, are real sites: discarded)
+                    ref = {m: v[r0: r0 + k] for m, v in values.items()}
+                else:
+                    idx = torch.tensor(rows + rows[-1:] * pad)
+                    ref = {m: v.index_select(0, idx.to(v.device)) for m, v in values.items()}
+                xa = torch.from_numpy(one_hot(alts)).to(self.device, self.dtype)
+                with torch.inference_mode():
+                    ya = member.forward_cone(xa, ref, geoms[(*shp, rev)]).float()
+                ya = (ya.flip(-1) if rev else ya).cpu().numpy()
+                for r, j in enumerate(jb):
+                    yj = np.ascontiguousarray(ya[r])
+                    alt_sum[j] = yj if alt_sum[j] is None else alt_sum[j] + yj

@@ -32,7 +32,7 @@ STORE_FORMAT = 1
 
 #: version of each backend's score definitions in vareff: bump it whenever a score's meaning or
 #: value changes, so that stores written before are not mixed with new scores
-DEFINITIONS = {"spliceai": 1, "grover": 1, "nt": 1, "segmentnt": 1}
+DEFINITIONS = {"spliceai": 2, "grover": 1, "nt": 1, "segmentnt": 1}
 
 #: model statuses that are a function of the key alone and so may be stored with the entry
 #: (``None``: scored); anything else (model_error, input-dependent reasons) is recomputed
@@ -63,12 +63,16 @@ def definitions_version(backend: str) -> str:
 
 
 def _device_of(scorer) -> str | None:
-    dev = getattr(scorer, "device", None) or getattr(getattr(scorer, "model", None), "device", None)
+    dev = getattr(scorer, "device", None)
+    if dev is None and not getattr(scorer, "lazy_weights", False):
+        dev = getattr(getattr(scorer, "model", None), "device", None)
     return None if dev is None else str(dev).split(":")[0]
 
 
 def _checkpoint_files(scorer) -> dict[str, str]:
     """SHA-256 of every non-weight file of a checkpoint directory (tokenizer, vocabulary, config)."""
+    if getattr(scorer, "lazy_weights", False):  # SpliceAI: weights checksummed in provenance(), nothing else
+        return {}
     model = getattr(scorer, "model", None)
     path = getattr(model, "path", None)
     if path is None or not Path(path).is_dir():
