@@ -67,12 +67,13 @@ def test_mixed_within_tolerance_of_float32_and_default_is_exact_on_small_models(
     assert np.std(la) > 0.1 and not np.isnan(lc).any()
     assert np.abs(la - lc).max() <= 0.05
     assert np.median(np.abs(ea - ec) / ea) < 0.05 and (np.abs(ea - ec) / ea).max() < 0.3
-    # the policy really runs bfloat16 matmuls: split [W_hi, W_lo] weights whose sum is the float32 weight
-    lin = mixed.model.module.layers[0].fc1
-    w2 = lin.__dict__["weight_split"]
-    assert w2.dtype == torch.bfloat16 and w2.shape == (lin.weight.shape[0], 2 * lin.weight.shape[1])
-    k = lin.weight.shape[1]
-    assert (w2[:, :k].float() + w2[:, k:].float() - lin.weight).abs().max() < 1e-5 * lin.weight.abs().max()
+    # the policy really runs bfloat16 matmuls: split weights whose parts sum to the float32 weight
+    layer = mixed.model.module.layers[0]
+    for lin, parts in ((layer.fc1, 3), (layer.fc2, 2)):  # FFN-in also splits its float32 input
+        w2, k = lin.__dict__["weight_split"], lin.weight.shape[1]
+        assert w2.dtype == torch.bfloat16 and w2.shape == (lin.weight.shape[0], parts * k)
+        total = w2[:, (parts - 2) * k:(parts - 1) * k].float() + w2[:, (parts - 1) * k:].float()
+        assert (total - lin.weight).abs().max() < 1e-5 * lin.weight.abs().max()
 
 
 def test_wt_marginal_matches_transformers(ckpt, genome, shared_data):

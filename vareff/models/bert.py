@@ -183,14 +183,19 @@ class BertLayer(nn.Module):
 
 
 def _linear(lin: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """``lin(x)`` in the layer's compute dtype; with split weights (:meth:`BertMaskedLM.set_mixed`)
-    one bfloat16 matmul of ``[x, x]`` against ``[W_hi, W_lo]`` (K doubled, float32 accumulation), so
-    the weights keep ~16 significant bits while inputs and outputs are bfloat16."""
+    """``lin(x)`` in the layer's compute dtype.  With split weights (:meth:`BertMaskedLM.set_mixed`)
+    one bfloat16 matmul with float32 accumulation: ``[x, x] . [W_hi, W_lo]`` (K doubled: weights
+    with ~16 significant bits), or for a split input ``[x_hi, x_lo, x_hi] . [W_hi, W_hi, W_lo]``
+    (K tripled: the float32 input keeps ~16 bits too); the output is bfloat16."""
     w2 = lin.__dict__.get("weight_split")  # plain attribute set by set_mixed (not a parameter)
     if w2 is None:
         return lin(x.to(lin.weight.dtype))
-    xb = x.to(w2.dtype)
-    return F.linear(torch.cat((xb, xb), -1), w2, lin.__dict__["bias_lp"])
+    hi = x.to(w2.dtype)
+    if lin.__dict__.get("split_input"):
+        parts = (hi, (x.float() - hi.float()).to(w2.dtype), hi)
+    else:
+        parts = (hi, hi)
+    return F.linear(torch.cat(parts, -1), w2, lin.__dict__["bias_lp"])
 
 
 def _delta_linear(lin: nn.Linear, x: torch.Tensor, x_ref: torch.Tensor, y_ref: torch.Tensor,
@@ -232,10 +237,11 @@ class BertMaskedLM(nn.Module):
 
         Each projection weight ``W`` (float32) is stored once as ``[W_hi, W_lo]`` (``W_hi`` = W rounded
         to ``dtype``, ``W_lo`` = the rounding remainder), so a single low-precision matmul of ``[x, x]``
-        computes ``W x`` with the weight error of ~16 significant bits; activations between the
-        matmuls (QKV, attention, GELU) are ``dtype``; embeddings, the residual stream, LayerNorms and
-        the MLM head stay float32.  Rounding the weights to bfloat16 alone was the larger half of plain
-        bfloat16's LLR error (docs/grover.md).
+        computes ``W x`` with the weight error of ~16 significant bits.  The projections that read the
+        float32 LayerNorm outputs (QKV, FFN-in) also split their input: ``[x_hi, x_lo, x_hi]`` against
+        ``[W_hi, W_hi, W_lo]``.  The attention and GELU outputs (inputs of the output and FFN-out
+        projections) are ``dtype``; embeddings, the residual stream, LayerNorms and the MLM head stay
+        float32.  Why these splits: docs/grover.md, section 6.5.
         """
         self.float()
         for layer in self.layers:
@@ -243,7 +249,10 @@ class BertMaskedLM(nn.Module):
                 w = lin.weight.detach()
                 hi = w.to(dtype)
                 lo = (w - hi.float()).to(dtype)
-                lin.__dict__["weight_split"] = torch.cat((hi, lo), 1).contiguous()  # (N, 2K)
+                split_input = lin is layer.qkv or lin is layer.fc1
+                parts = (hi, hi, lo) if split_input else (hi, lo)
+                lin.__dict__["weight_split"] = torch.cat(parts, 1).contiguous()  # (N, 3K) or (N, 2K)
+                lin.__dict__["split_input"] = split_input
                 lin.__dict__["bias_lp"] = lin.bias.detach().to(dtype)
         return self
 
