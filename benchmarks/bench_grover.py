@@ -190,7 +190,8 @@ class NotebookLoop:
 #: vareff settings: name -> (dtype, options).  ``default`` is what ``vareff score`` runs without
 #: --dtype (``mixed`` on a CPU with bf16 units); ``wt-marginal`` is the opt-in LLR definition, whose
 #: |dLLR| against the loop's masked LLR is a difference of definitions, not a rounding error.
-MODES = (("fp32", "float32", None), ("default", None, None), ("bf16", "bfloat16", {"precision": "bf16"}),
+MODES = (("fp32", "float32", None), ("default", None, None), ("mixed", "mixed", None),
+         ("bf16", "bfloat16", {"precision": "bf16"}),
          ("wt-marginal", None, {"llr": "wt-marginal"}), ("bf16-delta", "bfloat16", {"precision": "bf16-delta"}))
 
 
