@@ -13,13 +13,17 @@ Runs, in one process, on the same SNVs and the same score definitions (docs/grov
 * ``loop2`` -- the loop as the issue words it (masked reference + alt window, two forwards); its
   embedding side compares the alt window against the *masked* reference pass, so it is timed for
   reference only (its scores are not vareff's).
-* ``vareff`` -- ``GroverScorer.score`` in fp32 and bf16, on a sparse set (SNVs >= 5 kb apart: no
+* ``vareff`` -- ``GroverScorer.score`` in each setting of ``MODES`` (``--modes``), on a sparse set (SNVs >= 5 kb apart: no
   window sharing, the same passes as loop3) and a dense set (about one SNV per 100 bp).
 
 Also measured here: the fp32/bf16 matmul rates of this CPU at the shapes involved, the tokenizer's
 host throughput, and bf16-vs-fp32 score agreement.  Usage::
 
     python benchmarks/bench_grover.py --threads 2 --sparse 100 --dense 200 --loop-dense 40 --loop2 30 --out grover.json
+
+Tiny smoke run (checks the script, figures meaningless)::
+
+    python benchmarks/bench_grover.py --tiny --sparse 4 --dense 4 --loop-dense 2 --loop2 2 --rounds 1
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ CONTIG, OFFSET0 = "chr17_42425000_43600000", 42_424_999
 # --------------------------------------------------------------------------- setup
 
 
-def build_checkpoint(directory: Path, seed: int = 0) -> None:
+def build_checkpoint(directory: Path, seed: int = 0, tiny: bool = False) -> None:
     """GROVER-shaped random BertForMaskedLM + ~600-token BPE trained on the BRCA1 slice."""
     import pysam
     from tokenizers import Tokenizer, models, processors, trainers
@@ -61,8 +65,9 @@ def build_checkpoint(directory: Path, seed: int = 0) -> None:
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                             sep_token="[SEP]", mask_token="[MASK]", model_max_length=512).save_pretrained(directory)
-    cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                     intermediate_size=3072, max_position_embeddings=512, pad_token_id=tok.token_to_id("[PAD]"))
+    C, L, I = (64, 2, 128) if tiny else (768, 12, 3072)
+    cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=C, num_hidden_layers=L, num_attention_heads=4 if tiny else 12,
+                     intermediate_size=I, max_position_embeddings=512, pad_token_id=tok.token_to_id("[PAD]"))
     torch.manual_seed(seed)
     model = BertForMaskedLM(cfg).eval()
     g = torch.Generator().manual_seed(seed + 1)
@@ -182,7 +187,12 @@ class NotebookLoop:
 # --------------------------------------------------------------------------- main
 
 
-MODES = (("fp32", "float32", None), ("bf16", "bfloat16", "bf16"), ("bf16-delta", "bfloat16", "bf16-delta"))
+#: vareff settings: name -> (dtype, options).  ``default`` is what ``vareff score`` runs without
+#: --dtype (``mixed`` on a CPU with bf16 units); ``wt-marginal`` is the opt-in LLR definition, whose
+#: |dLLR| against the loop's masked LLR is a difference of definitions, not a rounding error.
+MODES = (("fp32", "float32", None), ("default", None, None), ("mixed", "mixed", None),
+         ("bf16", "bfloat16", {"precision": "bf16"}),
+         ("wt-marginal", None, {"llr": "wt-marginal"}), ("bf16-delta", "bfloat16", {"precision": "bf16-delta"}))
 
 
 class Clock:
@@ -209,7 +219,8 @@ def main(argv=None):
     ap.add_argument("--loop-dense", type=int, default=60, help="dense SNVs also run through loop3 (accuracy)")
     ap.add_argument("--loop2", type=int, default=40, help="variants timed with the two-pass loop")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--modes", default="fp32,bf16,bf16-delta", help="vareff precisions to run")
+    ap.add_argument("--modes", default="fp32,default,bf16,wt-marginal", help=f"vareff settings to run, of {[m[0] for m in MODES]}")
+    ap.add_argument("--tiny", action="store_true", help="a 2-layer, hidden-64 model (smoke test of the script only)")
     ap.add_argument("--ckpt", type=Path, default=None, help="reuse a checkpoint directory built earlier")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = ap.parse_args(argv)
@@ -224,7 +235,7 @@ def main(argv=None):
     ckpt = args.ckpt or Path(tmp.name) / "grover_shaped"
     if not (ckpt / "config.json").is_file():
         t0 = time.perf_counter()
-        build_checkpoint(ckpt)
+        build_checkpoint(ckpt, tiny=args.tiny)
         print(f"built checkpoint in {time.perf_counter() - t0:.0f} s", flush=True)
     genome = Genome(FASTA, [ContigSlice("chr17", CONTIG, OFFSET0)])
     opts = GroverOptions()
@@ -245,8 +256,9 @@ def main(argv=None):
           flush=True)
 
     loop = NotebookLoop(ckpt, genome, opts)
-    scorers = {name: make_scorer(ckpt, device="cpu", dtype=dt, batch_size=args.batch_size,
-                                 options=None if prec is None else {"precision": prec}) for name, dt, prec in modes}
+    scorers = {name: make_scorer(ckpt, device="cpu", dtype=dt, batch_size=args.batch_size, options=o)
+               for name, dt, o in modes}
+    R["precision"] = {name: sc.precision for name, sc in scorers.items()}
     for sc in scorers.values():  # warm-up (allocator, oneDNN kernels)
         sc.score(batch_of(sparse[:3]), genome)
     loop.score(*sparse[0])
@@ -325,11 +337,15 @@ def main(argv=None):
             R[key + "_max_rel_demb"] = float(np.nanmax(d[:, 1] / np.abs(ref[:, 1])))
             R[key + "_max_rel_dl2"] = float(np.nanmax(d[:, 2] / np.abs(ref[:, 2])))
             R[key + "_llr_null"] = int(np.isnan(cols[:, 0]).sum())
+            ok = ~np.isnan(ref[:, 0]) & ~np.isnan(cols[:n, 0])
+            R[key + "_llr_corr"] = float(np.corrcoef(cols[:n][ok, 0], ref[ok, 0])[0, 1]) if ok.sum() > 1 else float("nan")
+            R[key + "_median_rel_demb"] = float(np.nanmedian(d[:, 1] / np.abs(ref[:, 1])))
             print(f"{key}: {R[key + '_variants_per_s']:.2f} variants/s = {R[key + '_speedup_vs_loop3']:.2f}x loop3 "
                   f"(CPU-time {R[key + '_speedup_vs_loop3_cpu']:.2f}x), {R[key + '_speedup_vs_loop2']:.2f}x loop2; "
                   f"{R[key + '_passes_per_variant']:.2f} passes/variant, padding {R[key + '_padding_fraction']:.1%}, "
                   f"{R[key + '_fraction_of_bf16_rate']:.0%} of bf16 rate; max|dLLR| {R[key + '_max_abs_dllr']:.1e}, "
-                  f"max rel d(emb) {R[key + '_max_rel_demb']:.1e}", flush=True)
+                  f"max rel d(emb) {R[key + '_max_rel_demb']:.1e} (median {R[key + '_median_rel_demb']:.1e}), "
+                  f"LLR corr {R[key + '_llr_corr']:.4f}", flush=True)
     if args.out:
         args.out.write_text(json.dumps(R, indent=1))
     return R

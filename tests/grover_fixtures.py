@@ -230,7 +230,8 @@ class TransformersReference:
         keep = [i for i, t in enumerate(ids) if t not in self.special]
         return h[keep].mean(0)
 
-    def score(self, pos1, ref, alt):
+    def score(self, pos1, ref, alt, *, wt_marginal=False):
+        """Scores of one allele; ``wt_marginal``: substitutions read the unmasked reference pass."""
         pos0 = pos1 - 1
         ws, we = self.window(pos0, len(ref))
         wseq = self.fa.fetch(self.contig, ws - self.offset0, we - self.offset0).upper()
@@ -244,7 +245,7 @@ class TransformersReference:
             llr = 0.0
             changed = [x for x in range(len(ref)) if ref[x] != alt[x]]
             cover = [k for k, sp in enumerate(rsp) if sp and sp[0] < s + changed[-1] + 1 and sp[1] > s + changed[0]]
-            _, lp = self.run(rids, cover)
+            _, lp = self.run(rids, () if wt_marginal else cover)
             for x in changed:
                 k = next(k for k in cover if rsp[k][0] <= s + x < rsp[k][1])
                 o = s + x - rsp[k][0]
@@ -258,7 +259,7 @@ class TransformersReference:
                     llr = None
                     break
                 llr += math.log(num[alt[x]] / den) - math.log(num[ref[x]] / den)
-            n = len(cover)
+            n = 0 if wt_marginal else len(cover)
         if llr is None:  # indels, complex alleles and unsupported substitutions: token level
             delta = len(alt) - len(ref)
             p = 0

@@ -74,7 +74,8 @@ def _score_parser_options(p, calibrate: bool) -> None:
     p.add_argument("--contig-map", action="append", default=[], metavar="CHROM=CONTIG[+OFFSET]",
                    help="VCF contig CHROM is FASTA contig CONTIG whose first base is genomic OFFSET+1; repeatable")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
-    p.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
+    p.add_argument("--dtype", default=None,
+                   help="float32, bfloat16 or float16; GROVER also mixed (default on CPUs with bf16 units, docs/grover.md)")
     p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for torch and decompression, at least 1 (default: torch's default, all cores)")
@@ -136,6 +137,8 @@ MODEL_FLAGS = {
                         "segmentnt.profile_alleles"),
     "profile_flank": ("--profile-flank", int, "SegmentNT: profile ±N nt around each allele", "segmentnt.profile_flank"),
     "nt_window": ("--nt-window", int, "Nucleotide Transformer: window length in nt", "nt.window"),
+    "grover_llr": ("--grover-llr", str, "GROVER: LLR definition, masked (default) or wt-marginal (docs/grover.md)",
+                   "grover.llr"),
 }
 
 

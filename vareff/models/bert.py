@@ -11,7 +11,8 @@ batch, T tokens, C hidden, nh heads, hs head size, V vocabulary.
 
 Precision: the residual stream, LayerNorms, embeddings and the vocabulary projection always run in
 float32; with ``compute_dtype`` bfloat16/float16 only the large matmuls (QKV, attention, output and
-FFN projections, head transform) run in that dtype.  Loading is a pure function
+FFN projections, head transform) run in that dtype; :meth:`BertMaskedLM.set_mixed` (the ``mixed``
+policy) runs the encoder matmuls in bfloat16 with split hi+lo weights and keeps the head float32.  Loading is a pure function
 (:func:`remap_state_dict`) that checks every key and shape first.
 """
 from __future__ import annotations
@@ -145,16 +146,15 @@ class BertLayer(nn.Module):
         from vareff_kernels import attention
 
         B, T, C = x.shape  # x: float32 residual stream
-        cd = self.qkv.weight.dtype  # compute dtype of the matmuls
-        qkv = self.qkv(x.to(cd))  # (B, T, 3C)
+        qkv = _linear(self.qkv, x)  # (B, T, 3C) in the compute dtype
         q, k, v = qkv.view(B, T, 3, self.nh, self.hs).permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hs)
         y = attention(q, k, v, key_padding_mask=key_padding_mask)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        ao = self.attn_out(y).float()  # (B, T, C)
+        ao = _linear(self.attn_out, y).float()  # (B, T, C)
         x1 = self.ln1(x + ao)  # (B, T, C) float32
-        f1 = self.fc1(x1.to(cd))  # (B, T, I)
+        f1 = _linear(self.fc1, x1)  # (B, T, I)
         h = _act(self.act, f1)  # (B, T, I)
-        f2 = self.fc2(h).float()  # (B, T, C)
+        f2 = _linear(self.fc2, h).float()  # (B, T, C)
         if capture is not None:  # activations a delta pass anchors on (float32 passes only)
             capture.append({"x0": x, "qkv": qkv, "y": y, "ao": ao, "x1": x1, "f1": f1, "h": h, "f2": f2})
         return self.ln2(x1 + f2)  # (B, T, C) float32
@@ -180,6 +180,22 @@ class BertLayer(nn.Module):
         x1 = self.ln1(x + _delta_linear(self.attn_out, y, ref["y"], ref["ao"], exact_rows))  # (B, T, C)
         h = _act(self.act, _delta_linear(self.fc1, x1, ref["x1"], ref["f1"], exact_rows))  # (B, T, I)
         return self.ln2(x1 + _delta_linear(self.fc2, h, ref["h"], ref["f2"], exact_rows))  # (B, T, C)
+
+
+def _linear(lin: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``lin(x)`` in the layer's compute dtype.  With split weights (:meth:`BertMaskedLM.set_mixed`)
+    one bfloat16 matmul with float32 accumulation: ``[x, x] . [W_hi, W_lo]`` (K doubled: weights
+    with ~16 significant bits), or for a split input ``[x_hi, x_lo, x_hi] . [W_hi, W_hi, W_lo]``
+    (K tripled: the float32 input keeps ~16 bits too); the output is bfloat16."""
+    w2 = lin.__dict__.get("weight_split")  # plain attribute set by set_mixed (not a parameter)
+    if w2 is None:
+        return lin(x.to(lin.weight.dtype))
+    hi = x.to(w2.dtype)
+    if lin.__dict__.get("split_input"):
+        parts = (hi, (x.float() - hi.float()).to(w2.dtype), hi)
+    else:
+        parts = (hi, hi)
+    return F.linear(torch.cat(parts, -1), w2, lin.__dict__["bias_lp"])
 
 
 def _delta_linear(lin: nn.Linear, x: torch.Tensor, x_ref: torch.Tensor, y_ref: torch.Tensor,
@@ -214,6 +230,30 @@ class BertMaskedLM(nn.Module):
         """Cast the big matmul weights to ``dtype``; embeddings, LayerNorms and the decoder stay float32."""
         self.float()
         cast_matmuls(self.layers, dtype, self.head_dense)
+        return self
+
+    def set_mixed(self, dtype: torch.dtype = torch.bfloat16) -> "BertMaskedLM":
+        """The ``mixed`` precision policy: encoder matmuls in ``dtype`` with split weights.
+
+        Each projection weight ``W`` (float32) is stored once as ``[W_hi, W_lo]`` (``W_hi`` = W rounded
+        to ``dtype``, ``W_lo`` = the rounding remainder), so a single low-precision matmul of ``[x, x]``
+        computes ``W x`` with the weight error of ~16 significant bits.  The projections that read the
+        float32 LayerNorm outputs (QKV, FFN-in) also split their input: ``[x_hi, x_lo, x_hi]`` against
+        ``[W_hi, W_hi, W_lo]``.  The attention and GELU outputs (inputs of the output and FFN-out
+        projections) are ``dtype``; embeddings, the residual stream, LayerNorms and the MLM head stay
+        float32.  Why these splits: docs/grover.md, section 6.5.
+        """
+        self.float()
+        for layer in self.layers:
+            for lin in (layer.qkv, layer.attn_out, layer.fc1, layer.fc2):
+                w = lin.weight.detach()
+                hi = w.to(dtype)
+                lo = (w - hi.float()).to(dtype)
+                split_input = lin is layer.qkv or lin is layer.fc1
+                parts = (hi, hi, lo) if split_input else (hi, lo)
+                lin.__dict__["weight_split"] = torch.cat(parts, 1).contiguous()  # (N, 3K) or (N, 2K)
+                lin.__dict__["split_input"] = split_input
+                lin.__dict__["bias_lp"] = lin.bias.detach().to(dtype)
         return self
 
     @property

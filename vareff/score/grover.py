@@ -60,10 +60,14 @@ from vareff.score.lm import Site, parse_options, window_for
 from vareff.score.masked_lm import MaskedLMScorer, Pass, Plan
 
 
-__all__ = ["GroverOptions", "GroverScorer", "make_scorer", "base_marginals"]
+__all__ = ["GroverOptions", "GroverScorer", "make_scorer", "base_marginals", "cpu_has_bf16", "LLR_DEFINITIONS"]
 
 _BASES = "ACGT"
 _PRECISIONS = ("bf16", "bf16-delta")
+#: score definitions of ``grover_llr`` (option ``llr``)
+LLR_DEFINITIONS = ("masked", "wt-marginal")
+#: the ``mixed`` default needs a model this wide: below it the matmuls are too small for bf16 to pay
+MIXED_MIN_HIDDEN = 256
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,10 @@ class GroverOptions:
     strands : str
         ``forward`` (default) or ``both``: also score the reverse-complement window and average
         (:mod:`vareff.score.masked_lm`).
+    llr : str
+        ``masked`` (default): the masked-marginal LLR below.  ``wt-marginal``: substitutions read the
+        log-ratio at their covering tokens from the *unmasked* reference pass (no masked pass; one
+        reference pass per window serves every allele in it); indels keep the masked definition.
     """
 
     window: int = 1000
@@ -100,9 +108,14 @@ class GroverOptions:
     max_allele: int = 200
     precision: str = "bf16"
     strands: str = "forward"
+    llr: str = "masked"
 
     @staticmethod
     def _convert(k, v, key):
+        if k == "llr":
+            if v not in LLR_DEFINITIONS:
+                raise ConfigError(f"GROVER option llr={v!r} is not known", f"use {' or '.join(LLR_DEFINITIONS)}")
+            return v
         if k == "precision":
             if v not in _PRECISIONS:
                 raise ConfigError(f"GROVER option precision={v!r} is not known", "use bf16 or bf16-delta")
@@ -186,7 +199,8 @@ class GroverScorer(MaskedLMScorer):
         self._special = [i for i in (tok.cls_id, tok.sep_id, tok.pad_id) if i is not None]
 
     def provenance(self) -> dict[str, str]:
-        return self.provenance_with(f"{self.grid_settings()} precision={self.precision} device={self.model.device}")
+        llr = "" if self.opts.llr == "masked" else f" llr={self.opts.llr}"  # default runs read as before
+        return self.provenance_with(f"{self.grid_settings()} precision={self.precision} device={self.model.device}{llr}")
 
     # -- windows and passes ----------------------------------------------------------------------
     def place(self, pos0: int, ref_len: int, span: tuple[int, int]) -> tuple[int, int]:
@@ -209,6 +223,8 @@ class GroverScorer(MaskedLMScorer):
                 k = int(np.searchsorted(er.ends[i0:i1], s + x, side="right"))  # slot whose span holds s+x
                 changes.append((k, s + x - int(er.starts[i0 + k]), ref[x], alt[x]))
             if all(self._supported(off, b) for _, off, rb, ab in changes for b in (rb, ab)):
+                if self.opts.llr == "wt-marginal":  # slots of the unmasked reference pass
+                    return Plan(site.row, rj, aj, rj, kind="wt", extra=[(i0 + k, *c) for k, *c in changes])
                 return Plan(site.row, rj, aj, add(er.ids, i0, i1), kind="sub", extra=changes)
         # length change, or a base no token can carry at its offset: token-level LLR
         r0, r1, a0, a1 = _differing_tokens(er, ea, s, len(ref), len(alt))
@@ -225,8 +241,14 @@ class GroverScorer(MaskedLMScorer):
         keep = torch.from_numpy(~np.isin(ids, self._special)).to(hidden.device)  # [CLS], [SEP], pads excluded
         return hidden[keep].mean(0).cpu()
 
+    def read_unmasked(self, jb: Pass, hidden: torch.Tensor) -> None:
+        """Mean embedding; a wild-type-marginal reference pass also keeps its log-probs at every token."""
+        super().read_unmasked(jb, hidden)
+        if jb.lp_all:
+            jb.logprobs = torch.log_softmax(self.model.module.mlm_logits(hidden), dim=-1).cpu()  # (T, V)
+
     def llr(self, plan: Plan, jobs: list[Pass]) -> float | None:
-        if plan.kind != "sub":
+        if plan.kind not in ("sub", "wt"):
             return self.token_llr(plan, jobs)
         m = jobs[plan.masked_ref]
         if m.derived is None:
@@ -244,6 +266,9 @@ class GroverScorer(MaskedLMScorer):
 
     # -- running ---------------------------------------------------------------------------------
     def run_passes(self, jobs: list[Pass], plans: list[Plan]) -> None:
+        for p in plans:
+            if p.kind == "wt":
+                jobs[p.ref_job].lp_all = True
         if self.precision == "bf16-delta":
             return self._run_delta(jobs, plans)
         return super().run_passes(jobs, plans)
@@ -318,6 +343,23 @@ def _differing_tokens(er, ea, s: int, ref_len: int, alt_len: int) -> tuple[int, 
     return start, nr - tail, start, na - tail
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 matmul units (AMX-BF16 or AVX512-BF16 in /proc/cpuinfo) that
+    oneDNN can use.  ``torch.backends.cpu.get_cpu_capability()`` says only ``AVX512`` on such CPUs,
+    so the kernel's flags are read; no /proc/cpuinfo (macOS, Windows): False."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((ln.split(":", 1)[1].split() for ln in fh if ln.startswith("flags")), [])
+    except OSError:
+        return False
+    if not ({"amx_bf16", "avx512_bf16"} & set(flags)):
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return torch.backends.mkldnn.is_available()
+
+
 def make_scorer(path, *, device="auto", dtype=None, batch_size: int = 16, options: dict | None = None) -> GroverScorer:
     """Build the GROVER backend for ``-m PATH`` (a local ``bert`` checkpoint directory or cached hub id).
 
@@ -328,20 +370,33 @@ def make_scorer(path, *, device="auto", dtype=None, batch_size: int = 16, option
     device : str
         ``auto`` (CUDA if available), ``cpu`` or ``cuda[:N]``.
     dtype : torch.dtype or str, optional
-        Matmul dtype; None: float32 on CPU, bfloat16 on CUDA.  bfloat16 on a CPU with AMX is ~3x faster.
+        ``"mixed"``: bfloat16 encoder matmuls with split hi+lo weights, float32 LayerNorm, residual
+        stream and MLM head (:meth:`~vareff.models.bert.BertMaskedLM.set_mixed`).  None/``"auto"``:
+        ``mixed`` on a CPU with bf16 units (:func:`cpu_has_bf16`) for models with hidden size
+        >= :data:`MIXED_MIN_HIDDEN`, float32 on other CPUs, bfloat16 on CUDA.  ``float32`` is exact;
+        ``bfloat16`` runs every matmul in bf16 (see option ``precision``).
     batch_size : int
         Sequences per forward pass.
     options : dict, optional
-        ``window``, ``stride``, ``min_flank``, ``max_allele`` (optionally prefixed ``grover.``).
+        ``window``, ``stride``, ``min_flank``, ``max_allele``, ``precision``, ``strands``, ``llr``
+        (optionally prefixed ``grover.``).
     """
     from vareff.models.load import load_model, resolve_device, resolve_dtype
 
     opts = GroverOptions.from_mapping(options)
     dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
-    precision = {torch.float32: "fp32", torch.float16: "fp16"}.get(dt, opts.precision)
-    # bf16-delta keeps float32 weights (reference passes) plus bfloat16 copies for the deltas
-    model = load_model(path, device=dev, dtype=torch.float32 if precision == "bf16-delta" else dt)
+    auto = dtype is None or (isinstance(dtype, str) and dtype == "auto")
+    if (auto and dev.type == "cpu") or (isinstance(dtype, str) and dtype == "mixed"):
+        model = load_model(path, device=dev, dtype=torch.float32)
+        mixed = dtype == "mixed" or (cpu_has_bf16() and model.config.hidden_size >= MIXED_MIN_HIDDEN)
+        precision = "mixed" if mixed else "fp32"
+        if mixed:
+            model.module.set_mixed(torch.bfloat16)
+    else:
+        dt = resolve_dtype(dtype, dev)
+        precision = {torch.float32: "fp32", torch.float16: "fp16"}.get(dt, opts.precision)
+        # bf16-delta keeps float32 weights (reference passes) plus bfloat16 copies for the deltas
+        model = load_model(path, device=dev, dtype=torch.float32 if precision == "bf16-delta" else dt)
     if model.family != "bert":
         raise ConfigError(f"{path} is a {model.family!r} checkpoint, not a GROVER/BERT one")
     return GroverScorer(model, batch_size=batch_size, options=opts, precision=precision)

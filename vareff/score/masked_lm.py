@@ -46,13 +46,14 @@ class Pass:
     mean: torch.Tensor | None = None  # (C,) mean final embedding (unmasked passes)
     failed: bool = False
     derived: Any = None  # a subclass's read-out computed on first use (GROVER: base marginals)
+    lp_all: bool = False  # unmasked pass that also keeps log-probs at every token (wild-type marginal)
 
     @property
     def n_masked(self) -> int:
         return self.mask_to - self.mask_from
 
     def key(self) -> tuple:
-        return (self.mask_from, self.mask_to, self.ids.tobytes())
+        return (self.mask_from, self.mask_to, self.ids.tobytes(), self.lp_all)
 
 
 class PassSet(list):

@@ -84,7 +84,10 @@ def make_scorer(spec: str, cfg: RunConfig) -> Scorer:
             family = "dnabert" if is_overlapping_kmer_checkpoint(path) else family
         if family in SCORER_MODULES:
             make = importlib.import_module(SCORER_MODULES[family]).make_scorer
-            return make(str(path), device=device, dtype=None if cfg.dtype is None else resolve_dtype(cfg.dtype),
+            # GROVER (bert) also takes the "mixed" policy and "auto" (its default policy, docs/grover.md)
+            keep = cfg.dtype is None or (family == "bert" and cfg.dtype in ("auto", "mixed"))
+            dtype = cfg.dtype if keep else resolve_dtype(cfg.dtype)
+            return make(str(path), device=device, dtype=dtype,
                         batch_size=cfg.batch_size, options=cfg.model_options)
         raise ConfigError(f"-m {spec}: model_type {family!r} in config.json is not a supported family",
                           f"supported: {', '.join(CHECKPOINT_FAMILIES)}")
