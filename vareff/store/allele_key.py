@@ -62,6 +62,17 @@ def list_buffers(values: list) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True)
+def _pack(data, lo, hi, base, code):  # pragma: no cover - compiled
+    """Append the 2-bit codes of ``data[lo:hi]`` to ``code``; ``(code, False)`` at a base other than ACGT."""
+    for j in range(lo, hi):
+        c = base[data[j]]
+        if c == 255:
+            return code, False
+        code = (code << np.uint64(2)) | np.uint64(c)
+    return code, True
+
+
+@numba.njit(cache=True)
 def _keys(pos, roff, rdata, aoff, adata, base, hash_mask):  # pragma: no cover - compiled
     n = len(pos)
     out = np.empty(n, np.uint64)
@@ -71,19 +82,9 @@ def _keys(pos, roff, rdata, aoff, adata, base, hash_mask):  # pragma: no cover -
         exact = 1 <= lr <= 15 and 1 <= la <= 15 and lr + la <= 17
         code = np.uint64(0)
         if exact:
-            for j in range(r0, r1):
-                c = base[rdata[j]]
-                if c == 255:
-                    exact = False
-                    break
-                code = (code << np.uint64(2)) | np.uint64(c)
+            code, exact = _pack(rdata, r0, r1, base, code)
         if exact:
-            for j in range(a0, a1):
-                c = base[adata[j]]
-                if c == 255:
-                    exact = False
-                    break
-                code = (code << np.uint64(2)) | np.uint64(c)
+            code, exact = _pack(adata, a0, a1, base, code)
         top = np.uint64(pos[i] & 0xFFFFF) << np.uint64(44)
         if exact:
             out[i] = top | (np.uint64(lr) << np.uint64(39)) | (np.uint64(la) << np.uint64(35)) | code
