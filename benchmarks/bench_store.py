@@ -47,14 +47,16 @@ def _slice(data: Path):
 
 
 def _gene_positions(ann: str) -> list[int]:
-    """1-based GRCh38 positions inside the slice's genes (exons ± 200 nt first)."""
+    """1-based GRCh38 positions within 200 nt of an exon of the slice's genes and inside the
+    transcript (SpliceAI scores only alleles inside a gene)."""
     out = []
     for line in open(ann):
         if line.startswith("#"):
             continue
         f = line.rstrip("\n").split("\t")
+        tx0, tx1 = int(f[3]), int(f[4])  # 0-based start, 1-based end
         for s, e in zip(f[5].rstrip(",").split(","), f[6].rstrip(",").split(",")):
-            out.extend(range(int(s) - 200, int(e) + 200))
+            out.extend(range(max(int(s) - 200, tx0 + 1), min(int(e) + 200, tx1) + 1))
     return sorted(set(p for p in out if OFFSET0 + 6000 < p < OFFSET0 + 1_175_000 - 6000))
 
 

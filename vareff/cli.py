@@ -75,7 +75,7 @@ def _score_parser_options(p, calibrate: bool) -> None:
                    help="VCF contig CHROM is FASTA contig CONTIG whose first base is genomic OFFSET+1; repeatable")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     p.add_argument("--dtype", default=None,
-                   help="float32, bfloat16 or float16; GROVER also mixed (default on CPUs with bf16 units, docs/grover.md)")
+                   help="float32, bfloat16 or float16; GROVER also mixed (docs/grover.md); default float32 on CPUs, bfloat16 on CUDA")
     p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for torch and decompression, at least 1 (default: torch's default, all cores)")

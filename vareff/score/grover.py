@@ -60,14 +60,12 @@ from vareff.score.lm import Site, parse_options, window_for
 from vareff.score.masked_lm import MaskedLMScorer, Pass, Plan
 
 
-__all__ = ["GroverOptions", "GroverScorer", "make_scorer", "base_marginals", "cpu_has_bf16", "LLR_DEFINITIONS"]
+__all__ = ["GroverOptions", "GroverScorer", "make_scorer", "base_marginals", "LLR_DEFINITIONS"]
 
 _BASES = "ACGT"
 _PRECISIONS = ("bf16", "bf16-delta")
 #: score definitions of ``grover_llr`` (option ``llr``)
 LLR_DEFINITIONS = ("masked", "wt-marginal")
-#: the ``mixed`` default needs a model this wide: below it the matmuls are too small for bf16 to pay
-MIXED_MIN_HIDDEN = 256
 
 
 @dataclass(frozen=True)
@@ -343,23 +341,6 @@ def _differing_tokens(er, ea, s: int, ref_len: int, alt_len: int) -> tuple[int, 
     return start, nr - tail, start, na - tail
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bfloat16 matmul units (AMX-BF16 or AVX512-BF16 in /proc/cpuinfo) that
-    oneDNN can use.  ``torch.backends.cpu.get_cpu_capability()`` says only ``AVX512`` on such CPUs,
-    so the kernel's flags are read; no /proc/cpuinfo (macOS, Windows): False."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = next((ln.split(":", 1)[1].split() for ln in fh if ln.startswith("flags")), [])
-    except OSError:
-        return False
-    if not ({"amx_bf16", "avx512_bf16"} & set(flags)):
-        return False
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return torch.backends.mkldnn.is_available()
-
-
 def make_scorer(path, *, device="auto", dtype=None, batch_size: int = 16, options: dict | None = None) -> GroverScorer:
     """Build the GROVER backend for ``-m PATH`` (a local ``bert`` checkpoint directory or cached hub id).
 
@@ -372,8 +353,8 @@ def make_scorer(path, *, device="auto", dtype=None, batch_size: int = 16, option
     dtype : torch.dtype or str, optional
         ``"mixed"``: bfloat16 encoder matmuls with split hi+lo weights, float32 LayerNorm, residual
         stream and MLM head (:meth:`~vareff.models.bert.BertMaskedLM.set_mixed`).  None/``"auto"``:
-        ``mixed`` on a CPU with bf16 units (:func:`cpu_has_bf16`) for models with hidden size
-        >= :data:`MIXED_MIN_HIDDEN`, float32 on other CPUs, bfloat16 on CUDA.  ``float32`` is exact;
+        float32 on a CPU (``mixed`` measured only ~10% faster there and not within 0.05, see
+        docs/grover.md 6.5), bfloat16 on CUDA.  ``float32`` is exact;
         ``bfloat16`` runs every matmul in bf16 (see option ``precision``).
     batch_size : int
         Sequences per forward pass.
@@ -388,9 +369,8 @@ def make_scorer(path, *, device="auto", dtype=None, batch_size: int = 16, option
     auto = dtype is None or (isinstance(dtype, str) and dtype == "auto")
     if (auto and dev.type == "cpu") or (isinstance(dtype, str) and dtype == "mixed"):
         model = load_model(path, device=dev, dtype=torch.float32)
-        mixed = dtype == "mixed" or (cpu_has_bf16() and model.config.hidden_size >= MIXED_MIN_HIDDEN)
-        precision = "mixed" if mixed else "fp32"
-        if mixed:
+        precision = "mixed" if dtype == "mixed" else "fp32"
+        if precision == "mixed":
             model.module.set_mixed(torch.bfloat16)
     else:
         dt = resolve_dtype(dtype, dev)
