@@ -41,7 +41,7 @@ def contig_starts(index_path: str) -> dict[str, int]:
         names, o = _names(buf, o)
         pseudo, has_loff = _TBI_PSEUDO, False
     elif buf[:4] == b"CSI\1":
-        (_min_shift, depth, l_aux), o = struct.unpack_from("<iii", buf, 4), 16
+        (_, depth, l_aux), o = struct.unpack_from("<iii", buf, 4), 16
         if l_aux < 28:
             return {}  # a BCF's CSI: contig names are in the BCF header, not the index
         names, _ = _names(buf, o)
