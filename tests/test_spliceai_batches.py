@@ -103,3 +103,31 @@ def test_bfloat16_is_opt_in_and_close(tubb8):
     for c in DS:
         np.testing.assert_allclose(b.columns[c], a.columns[c], atol=0.05)
     assert bf.provenance()["dtype"] == "bfloat16" and sc.provenance()["dtype"] == "float32"
+
+
+def test_warm_cli_run_imports_no_torch(shared_data, tmp_path):
+    """`vareff score --store` served entirely from the store starts without torch (issue 14: a warm
+    re-run is start-up bound); the cold run in the same test needs it."""
+    import subprocess
+    import sys
+
+    p = tubb8_paths(shared_data)
+    genome = Genome(p["fasta"])
+    ref = genome.fetch("chr10", 94068, 94069)
+    vcf = tmp_path / "in.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                   f"chr10\t94069\t.\t{ref}\t{'A' if ref != 'A' else 'C'}\t.\t.\t.\n")
+    probe = ("import sys\nfrom vareff.cli import main\n"
+             "rc = main(sys.argv[1:])\nprint('TORCH' if 'torch' in sys.modules else 'NO-TORCH', rc)\n")
+    args = [str(vcf), "-f", p["fasta"], "--spliceai-annotation", p["annotation"], "--spliceai-distance", str(D),
+            "--store", str(tmp_path / "store"), "--device", "cpu", "--no-progress"]
+    out = []
+    for name in ("cold", "warm"):
+        r = subprocess.run([sys.executable, "-c", probe, "score", *args, "-o", str(tmp_path / f"{name}.parquet")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        out.append(r.stdout.split()[-2:])
+    assert out == [["TORCH", "0"], ["NO-TORCH", "0"]]
+    import polars as pl
+
+    assert pl.read_parquet(tmp_path / "warm.parquet").equals(pl.read_parquet(tmp_path / "cold.parquet"))

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -396,17 +397,16 @@ def open_genome(cfg: RunConfig) -> Genome | None:
 
 
 def build_scorers(cfg: RunConfig) -> list[Scorer]:
-    """The run's model scorers; torch is imported only when there is a model (a lookup-only run
-    starts in a fraction of the time)."""
+    """The run's model scorers; torch is imported only when a model is built (a lookup-only run, or
+    a SpliceAI run served entirely from the store, starts in a fraction of the time)."""
     if not cfg.models:
         return []
-    import torch
-
     from vareff.score.registry import make_scorer
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    return [make_scorer(m, cfg) for m in cfg.models]
+    scorers = [make_scorer(m, cfg) for m in cfg.models]
+    if cfg.threads and "torch" in sys.modules:  # a backend that loads lazily sets its threads itself
+        sys.modules["torch"].set_num_threads(cfg.threads)
+    return scorers
 
 
 def build_lookups(cfg: RunConfig) -> list:

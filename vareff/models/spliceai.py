@@ -23,8 +23,6 @@ this project's CPUs than ``Conv1d`` on ``(B, C, L)`` (measured; same arithmetic)
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -35,10 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vareff.errors import CheckpointError, MissingDependencyError
+from vareff.errors import CheckpointError
+from vareff.models.spliceai_files import (  # noqa: F401  (wheel_weights_dir: re-exported)
+    WHEEL_HINT, weight_checksums, weight_paths, weights_folder, wheel_weights_dir)
 from vareff.models.spliceai_fuse import fuse_graph
 
-WHEEL_HINT = "install the weights with: pip install --no-deps spliceai==1.3.1 (or pass --spliceai-weights DIR)"
 
 
 @dataclass(frozen=True)
@@ -352,14 +351,6 @@ class SpliceAIEnsemble(nn.Module):
         return acc / len(self.members)
 
 
-def wheel_weights_dir() -> Path:
-    """The ``models/`` folder of the installed ``spliceai`` wheel (found without importing it)."""
-    spec = importlib.util.find_spec("spliceai")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError("SpliceAI's published weights are not installed", WHEEL_HINT)
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
-
-
 def _read_h5(path: Path) -> tuple[list[_Node], dict[str, dict[str, np.ndarray]]]:
     import h5py
 
@@ -399,28 +390,9 @@ def load_spliceai(weights_dir: str | os.PathLike | None = None, *, device: str |
     return _load_cached(str(weights_folder(weights_dir)), str(device), dtype)
 
 
-def weights_folder(weights_dir: str | os.PathLike | None = None) -> Path:
-    """The folder holding ``spliceai1.h5`` … ``spliceai5.h5`` (checked), resolved."""
-    d = (Path(weights_dir) if weights_dir else wheel_weights_dir()).resolve()
-    missing = [p.name for p in _weight_paths(d) if not p.exists()]
-    if missing:
-        raise CheckpointError(f"SpliceAI weights folder {str(d)!r} lacks {', '.join(missing)}", WHEEL_HINT)
-    return d
-
-
-def _weight_paths(d: Path) -> list[Path]:
-    return [d / f"spliceai{i}.h5" for i in range(1, 6)]
-
-
-@functools.lru_cache(maxsize=4)
-def weight_checksums(folder: str) -> tuple[str, ...]:
-    """First 16 hex digits of each weight file's SHA-256 (the provenance, without building the models)."""
-    return tuple(hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in _weight_paths(Path(folder)))
-
-
 @functools.lru_cache(maxsize=2)
 def _load_cached(folder: str, device: str, dtype: torch.dtype) -> SpliceAIEnsemble:
     d = weights_folder(folder)
-    models = [SpliceAIModel(*_read_h5(p)) for p in _weight_paths(d)]
+    models = [SpliceAIModel(*_read_h5(p)) for p in weight_paths(d)]
     ens = SpliceAIEnsemble(models, list(weight_checksums(str(d)))).eval()
     return ens.to(device=device, dtype=dtype)

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from vareff.config import RunConfig
 from vareff.errors import ConfigError
 from vareff.score.base import Scorer
+
+if TYPE_CHECKING:
+    import torch
 
 #: bundled backends: name -> one-line description (shown by `vareff models`)
 BUILTIN = {
@@ -38,7 +41,23 @@ SCORER_MODULES = {
 }
 
 
+#: device nodes of the NVIDIA and ROCm drivers: without any of them torch cannot see a GPU
+_GPU_DRIVER_PATHS = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd")
+
+
+def quick_device(device: str) -> str | None:
+    """``device`` resolved without importing torch where that is certain ("cpu"; "auto" on a Linux
+    machine with no GPU driver), else None (ask :func:`resolve_device`)."""
+    if device == "cpu":
+        return device
+    if device == "auto" and sys.platform.startswith("linux") and not any(map(os.path.exists, _GPU_DRIVER_PATHS)):
+        return "cpu"
+    return None
+
+
 def resolve_device(device: str) -> str:
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -48,26 +67,40 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def resolve_dtype(dtype: str | None, default: torch.dtype = torch.float32) -> torch.dtype:
+#: ``--dtype`` spellings -> torch dtype names
+DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+               "float16": "float16", "fp16": "float16"}
+
+
+def dtype_name(dtype: str | None, default: str = "float32") -> str:
+    """The torch dtype name for ``--dtype`` (checked without importing torch)."""
     if dtype is None:
         return default
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
-    if dtype not in table:
+    if dtype not in DTYPE_NAMES:
         raise ConfigError(f"--dtype {dtype!r} is not known", "use float32, bfloat16 or float16")
-    return table[dtype]
+    return DTYPE_NAMES[dtype]
+
+
+def resolve_dtype(dtype: str | None, default: torch.dtype | None = None) -> torch.dtype:
+    import torch
+
+    if dtype is None and default is not None:
+        return default
+    return getattr(torch, dtype_name(dtype))
 
 
 def make_scorer(spec: str, cfg: RunConfig) -> Scorer:
     """Build the backend for ``-m spec``: a bundled name or a local checkpoint directory."""
-    device = resolve_device(cfg.device)
     if spec == "spliceai":
         from vareff.score.spliceai import SpliceAIOptions, SpliceAIScorer
 
         opts = SpliceAIOptions(distance=cfg.spliceai_distance, mask=cfg.spliceai_mask,
                                annotation=cfg.spliceai_annotation, weights=cfg.spliceai_weights,
                                batch_size=cfg.batch_size)
-        return SpliceAIScorer(opts, device=device, dtype=resolve_dtype(cfg.dtype))
+        # a run served entirely from the store imports no torch (where the device is known without it)
+        device = quick_device(cfg.device) or resolve_device(cfg.device)
+        return SpliceAIScorer(opts, device=device, dtype=dtype_name(cfg.dtype), threads=cfg.threads)
+    device = resolve_device(cfg.device)
     path = Path(spec)
     if path.is_dir():
         cfg_file = path / "config.json"

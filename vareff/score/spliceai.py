@@ -26,18 +26,25 @@ cold one bit for bit.  The weights are loaded on the first allele to score.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import torch
 
 from vareff.encode.onehot import one_hot, reverse_complement
 from vareff.errors import SCORABLE, ConfigError, Status
 from vareff.lookup.gene_table import GeneTable
-from vareff.models.spliceai import SpliceAIEnsemble, _StashRequest, load_spliceai, weight_checksums, weights_folder
+from vareff.models.spliceai_files import weight_checksums, weights_folder
 from vareff.score.base import AlleleBatch, InfoField, ScoreResult
+from vareff.score.registry import quick_device, resolve_device, resolve_dtype
 from vareff.window.genome import Genome
+
+if TYPE_CHECKING:
+    import torch
+
+    from vareff.models.spliceai import SpliceAIEnsemble
 
 
 NAME = "spliceai"
@@ -129,10 +136,14 @@ class SpliceAIScorer:
     cost_per_allele = 1.5  # s of model time per allele (chunk cutting): ~0.7 alleles/s on 2 CPU cores
 
     def __init__(self, options: SpliceAIOptions | None = None, *, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32, model: SpliceAIEnsemble | None = None):
+                 dtype: str | torch.dtype = "float32", model: SpliceAIEnsemble | None = None,
+                 threads: int | None = None):
         self.opt = options or SpliceAIOptions()
-        self.device = torch.device(device)
-        self.dtype = dtype
+        # torch is imported and the threads set only when a model runs: a run served entirely from
+        # the store starts without torch
+        self.device = quick_device(str(device)) or resolve_device(str(device))
+        self.dtype_name = dtype if isinstance(dtype, str) else str(dtype).replace("torch.", "")
+        self.threads = threads
         # the weights are loaded on the first allele to score (a run served from the store needs none)
         self._model = model
         self._weights_dir = None if model is not None else str(weights_folder(self.opt.weights))
@@ -142,9 +153,19 @@ class SpliceAIScorer:
 
     lazy_weights = True  # ``model`` loads the weights on first use (store key code must not touch it)
 
+    @functools.cached_property
+    def dtype(self) -> torch.dtype:
+        return resolve_dtype(self.dtype_name)
+
     @property
     def model(self) -> SpliceAIEnsemble:
         if self._model is None:
+            import torch
+
+            from vareff.models.spliceai import load_spliceai
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
             self._model = load_spliceai(self._weights_dir, device=self.device, dtype=self.dtype)
         return self._model
 
@@ -184,7 +205,7 @@ class SpliceAIScorer:
             "annotation": self.genes.source.rsplit("/", 1)[-1],
             "distance": str(self.opt.distance),
             "mask": str(int(self.opt.mask)),
-            "dtype": str(self.dtype).replace("torch.", ""),
+            "dtype": self.dtype_name,
         }
 
     # --- scoring ----------------------------------------------------------------------
@@ -271,6 +292,10 @@ class SpliceAIScorer:
         oneDNN then gives each thread whole rows, while a batch that does not divide evenly is
         split along positions and sums some outputs in another order (measured: 3 rows vs 2, 4, 6).
         """
+        import torch
+
+        from vareff.models.spliceai import _StashRequest
+
         D, ctx = self.opt.distance, self.context
         W = 2 * ctx + 2 * D + 1
         lin = W + TILE - 1
@@ -331,6 +356,8 @@ class SpliceAIScorer:
 
         ``pending``: (group, stash requests per allele shape, row of (shape, site) in its request).
         """
+        import torch
+
         shapes = list(dict.fromkeys(shp for _, reqs, _ in pending for shp in reqs))
         for shp in shapes:
             parts = [(g, reqs[shp], rows) for g, reqs, rows in pending if shp in reqs]
