@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine_helpers import tubb8_paths
-from store_helpers import FakeScorer, check_result, config, fake_batch, random_seq, run_pipeline, write_fasta
+from store_helpers import (FakeScorer, check_result, config, fake_batch, info_values, random_seq, run_pipeline,
+                           write_fasta)
 from vareff.cli import main
 from vareff.errors import ConfigError
 from vareff.normalize.alleles import Record
@@ -67,7 +68,7 @@ def test_generic_parquet_import_is_served_with_store_use(fasta, tmp_path):
     xs = res.columns["fake_x"].to_pylist()
     assert all((x is None) == (e[1] is None) and (x is None or np.float32(x) == np.float32(e[1]))
                for x, e in zip(xs, rows))
-    assert res.info["FAKE"] == [None] * 50  # the table had no INFO values
+    assert info_values(res, "FAKE") == [None] * 50  # the table had no INFO values
     hook = StoreHook(store, [sc := FakeScorer()], Genome(fa))  # without --store-use: not served
     hook.score(sc, bt)
     assert hook.counts()["fake"]["served"] == 0 and sc.scored == 50

@@ -270,6 +270,8 @@ class Pipeline:
         for mi in model_info:
             merged.update(mi)
         for fid, values in merged.items():
+            if isinstance(values, (pa.Array, pa.ChunkedArray)):
+                values = values.to_pylist()
             for i, r in enumerate(rows.record):
                 per_rec[r].setdefault(fid, []).append(values[i])
         out = []

@@ -58,12 +58,13 @@ class ScoreResult:
 
     ``columns``: name -> array of len(batch) (None/null where not scored), in schema order.
     ``status``: per allele, None when the backend scored it, else a Status value.
-    ``info``: INFO field id -> per-allele string (None: '.' in the record's Number=A list).
+    ``info``: INFO field id -> per-allele string (None: '.' in the record's Number=A list), as a
+    list or an Arrow string array (the store serves stored text without converting it).
     """
 
     columns: dict[str, pa.Array | list]
     status: list[str | None]
-    info: dict[str, list[str | None]] = field(default_factory=dict)
+    info: dict[str, list[str | None] | pa.Array] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -296,7 +296,12 @@ class StoreHook:
         info_ids = list(b.info_ids) + [k for k in (res.info if res is not None else {}) if k not in b.info_ids]
         info = {}
         for k in info_ids:
-            vals = list(res.info.get(k, [None] * len(miss))) if res is not None else []
+            if res is None:  # all served: the stored text stays Arrow (read only for VCF output)
+                col = stored.column(info_column(k))
+                arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+                info[k] = arr if identity else arr.take(take)
+                continue
+            vals = list(res.info.get(k, [None] * len(miss)))
             vals += stored.column(info_column(k)).to_pylist() if k in b.info_ids else [None] * len(hits)
             info[k] = vals if identity else [vals[p] for p in perm]
         return ScoreResult(columns=cols, status=status if identity else [status[p] for p in perm], info=info)
