@@ -187,6 +187,28 @@ def test_truncated_bgzf_inputs(clinvar, annotation, tmp_path, capfd):
     assert got["pos"].to_list() == [int(r.split("\t")[1]) for r in records[:20]]
 
 
+def test_truncated_bgzf_from_stdin(clinvar, annotation, tmp_path):
+    """htslib cannot check the end-of-file marker of a pipe: the same rule holds for `-` as for files."""
+    header, records = clinvar
+    data, starts = _bgzip_blocks(tmp_path / "full.vcf.gz", header, records, 10)
+
+    def run(stream: bytes, out, *extra):
+        r = subprocess.run([sys.executable, "-m", "vareff", "score", "-", "-o", str(out), "--annotation", annotation,
+                            "--no-progress", *extra], input=stream, capture_output=True)
+        return r.returncode, [x for x in r.stderr.decode().splitlines() if not x.startswith("[")]
+
+    cut = data[:starts[3]]  # two record blocks and no marker
+    rc, err = run(cut, tmp_path / "o.parquet")
+    _assert_error(rc, err, tmp_path / "o.parquet", "from stdin", "truncated", "end-of-file marker")
+    rc, err = run(cut, tmp_path / "allowed.parquet", "--allow-truncated")
+    assert rc == 0 and any("end-of-file marker" in x for x in err if "WARNING" in x)
+    assert pl.read_parquet(tmp_path / "allowed.parquet")["pos"].to_list() == \
+        [int(r.split("\t")[1]) for r in records[:20]]
+    rc, err = run(data, tmp_path / "whole.parquet")  # the complete stream: every record, no warning
+    assert rc == 0 and not any("end-of-file" in x for x in err)
+    assert pl.read_parquet(tmp_path / "whole.parquet").height == len(records)
+
+
 def test_truncated_bcf(clinvar, shared_data, annotation, tmp_path, capfd):
     bcf = tmp_path / "in.bcf"
     with pysam.VariantFile(str(shared_data / CLINVAR)) as vin, \

@@ -164,27 +164,38 @@ class _LineCursor:
             self.fh.close()
 
 
+def is_bgzf(head: bytes) -> bool:
+    """True when ``head`` (the first 16 bytes) starts a BGZF block (VCF.gz or BCF)."""
+    return head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
+
+
 def check_complete(path: str, allow_truncated: bool = False) -> None:
     """Raise InputError when a BGZF-compressed file (VCF.gz or BCF) lacks its end-of-file marker:
     it was cut short, and htslib would read the records before the cut and stop without an error
     (``allow_truncated``: only warn)."""
     with open(path, "rb") as fh:
         head = fh.read(16)
-        if not (head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"):
+        if not is_bgzf(head):
             return  # plain text, or plain gzip (zlib reports a cut itself)
         fh.seek(0, os.SEEK_END)
         size = fh.tell()
         fh.seek(max(size - len(BGZF_EOF), 0))
         tail = fh.read()
-    if tail != BGZF_EOF and allow_truncated:
-        log.warning("input %r lacks the BGZF end-of-file marker: it is truncated; scoring the records it "
-                    "still holds (--allow-truncated)", path)
-    elif tail != BGZF_EOF:
-        raise InputError(
-            f"input {path!r} is truncated: it does not end with the BGZF end-of-file marker, so records "
-            "at its end may be missing",
-            "re-create or re-download the file (bgzip -t FILE tests it); pass --allow-truncated to score "
-            "the records it still holds")
+    if tail != BGZF_EOF:
+        report_truncated(repr(path), allow_truncated)
+
+
+def report_truncated(name: str, allow_truncated: bool) -> None:
+    """A BGZF input without its end-of-file marker: an error, or a warning with --allow-truncated."""
+    if allow_truncated:
+        log.warning("input %s lacks the BGZF end-of-file marker: it is truncated; scoring the records it "
+                    "still holds (--allow-truncated)", name)
+        return
+    raise InputError(
+        f"input {name} is truncated: it does not end with the BGZF end-of-file marker, so records "
+        "at its end may be missing",
+        "re-create or re-download the file (bgzip -t FILE tests it); pass --allow-truncated to score "
+        "the records it still holds")
 
 
 def header_problem(path: str) -> str:
@@ -250,8 +261,14 @@ class VcfReader:
                                   "write the input to an indexed file (bgzip + tabix) first")
             if not any(os.path.exists(self.path + ext) for ext in (".tbi", ".csi")):
                 check_index(self.path, [])  # raises: no index
+        self.allow_truncated = allow_truncated
+        self._tap = None
+        if self.path == "-":  # through a pipe that keeps the stream's ends (a cut BGZF stream is an error)
+            from vareff.read.stdin import StdinTap
+
+            self._tap = StdinTap()
         try:
-            self.vcf = cyvcf2.VCF(self.path, threads=threads, lazy=True)
+            self.vcf = cyvcf2.VCF(self._tap.path if self._tap else self.path, threads=threads, lazy=True)
         except Exception as e:  # cyvcf2 raises a bare Exception for a header htslib cannot parse
             why = header_problem(self.path) if self.path != "-" else str(e)
             raise InputError(f"cannot read input VCF {self.path!r}: {why}",
@@ -275,6 +292,8 @@ class VcfReader:
     def __iter__(self) -> Iterator[tuple[cyvcf2.Variant, tuple[int, str | None]]]:
         if not self.regions:
             yield from self._stream(self.vcf, None)
+            if self._tap is not None:
+                self._tap.check(self.allow_truncated)
             return
         seen: dict[str, list[tuple[int, int | None]]] = {}
         for reg in self.regions:
@@ -346,3 +365,5 @@ class VcfReader:
         self.vcf.close()
         if self._cursor is not None:
             self._cursor.close()
+        if self._tap is not None:
+            self._tap.close()
