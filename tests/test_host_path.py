@@ -209,3 +209,31 @@ def test_sample_columns_are_read_by_cyvcf2(seq, shared_data, tmp_path, monkeypat
         assert skip is False or new.equals(old)
     assert not spy
 
+
+
+@pytest.mark.parametrize("handover", [False, True])
+def test_undeclared_header_names_warn_as_htslib_does(handover, seq, shared_data, tmp_path, monkeypatch, capfd):
+    """htslib warns once per contig, FILTER or INFO name the header lacks; the columnar path prints
+    the same lines in the same order, and no line twice when it hands over mid-file."""
+    monkeypatch.setattr(columnar, "BLOCK_BYTES", 700)
+    lines = synthetic_records(seq, n=60)
+    for i in range(0, len(lines) - 2, 7):  # new names spread over several blocks
+        f = lines[i].split("\t")
+        f[6] = f"q{i % 3};lowQ{i}" if i % 2 else "PASS"
+        f[7] = f"DP=1;NEW{i}=x=y;FLAG{i % 4}" if i % 3 else "."
+        lines[i] = "\t".join(f)
+    lines.insert(30, "chrUn\t5\t.\tA\tC\t.\tzz\tXX=1")
+    if handover:
+        lines[40] = lines[40].replace("\t", "  ", 1)  # a line the columnar reader hands over
+    vcf = _write(tmp_path / "undeclared.vcf", HEADER + lines, "plain")
+    warned = []
+    for mode in ("cyvcf2", "columnar"):
+        capfd.readouterr()
+        err, table = _score(vcf, tmp_path / f"{mode}.parquet", str(shared_data / FASTA), mode, monkeypatch,
+                            skip_malformed=True)
+        assert err is None and table.num_rows >= len(lines)
+        warned.append([x for x in capfd.readouterr().err.splitlines() if x.startswith("[W::")])
+    assert warned[1] == warned[0]
+    assert len(set(warned[0])) == len(warned[0]) > 10
+    assert any("Contig 'chrUn'" in x for x in warned[0]) and any("FILTER 'lowQ7'" in x for x in warned[0])
+    assert any("INFO 'NEW" in x for x in warned[0]) and not any("'DP'" in x or "'PASS'" in x for x in warned[0])

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from vareff.read.undeclared import Undeclared
 from vareff.read.vcf import MAX_POS, VcfReader
 
 log = logging.getLogger(__name__)
@@ -190,10 +191,11 @@ def _columns(t: pa.Table, first: int) -> ColumnChunk:
                        pl.from_arrow(alts).cast(pl.List(pl.Utf8)), n_alleles, first)
 
 
-def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int | None = None
-                  ) -> Iterator[tuple[ColumnChunk, bool]]:
+def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int | None = None,
+                  undeclared: Undeclared | None = None) -> Iterator[tuple[ColumnChunk, bool]]:
     """``(records, clean)`` per block; ``clean`` False means reading must stop after ``records``
-    (the next line is one this reader cannot vouch for, or the data cannot be decompressed)."""
+    (the next line is one this reader cannot vouch for, or the data cannot be decompressed).
+    ``undeclared`` prints htslib's warnings for names the header lacks (vareff/read/undeclared.py)."""
     first = 1
     try:
         for buf in _text_blocks(path, header_lines, block_bytes or BLOCK_BYTES):
@@ -205,6 +207,8 @@ def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int | 
                 t = None
             m = _vouched(t) if t is not None else 0
             if m:
+                if undeclared is not None:
+                    undeclared.check(t.slice(0, m))
                 yield _columns(t.slice(0, m), first), True
                 first += m
             if m < buf.count(b"\n"):
@@ -260,9 +264,12 @@ def iter_column_chunks(reader: VcfReader, n_cols: int, chunk_size: int, block: i
     the start of the chunk being filled, ``fallback(items)`` (``iter_chunks`` over the reader's
     ``(variant, loc)`` items after skipping the records already yielded as columns)."""
     pending: list[ColumnChunk] = []
-    for part, clean in record_blocks(reader.path, reader.header_lines, n_cols, block_bytes):
+    undeclared = Undeclared(reader.vcf)
+    for part, clean in record_blocks(reader.path, reader.header_lines, n_cols, block_bytes, undeclared):
         if len(part):
             pending.append(part)
+        if not clean:
+            undeclared.hand_over(reader.vcf)  # htslib re-reads from the start: no second warning
         if not pending:
             if not clean:
                 log.debug("columnar reader: record-by-record from record 1")
