@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
+import numba
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -84,18 +85,19 @@ def _open(path: str):
     return gzip.open(path, "rb") if gz else open(path, "rb")
 
 
-def _text_blocks(path: str, header_lines: int, block_bytes: int) -> Iterator[bytes]:
-    """Blocks of whole data lines (each ends with a newline); raises OSError/EOFError/zlib.error
-    when the data cannot be decompressed."""
+def _text_blocks(path: str, header_lines: int, block_bytes: int) -> Iterator[list[memoryview]]:
+    """Blocks of whole data lines (each ends with a newline), each in a one-item list that the
+    consumer empties, so this generator keeps nothing of a block but its partial last line while
+    the block is used; raises OSError/EOFError/zlib.error when the data cannot be decompressed."""
     with _open(path) as fh:
         rest, skip = b"", header_lines
         while True:
             data = fh.read(block_bytes)
             if not data:
                 if rest:
-                    yield rest + b"\n"
+                    yield [memoryview(rest + b"\n")]
                 return
-            buf = rest + data
+            buf, data = rest + data, None
             if skip:
                 at = 0
                 while skip and (nl := buf.find(b"\n", at)) >= 0:
@@ -107,7 +109,8 @@ def _text_blocks(path: str, header_lines: int, block_bytes: int) -> Iterator[byt
                 continue
             rest = buf[cut:]
             if cut:
-                yield buf[:cut]
+                box, buf = [memoryview(buf)[:cut]], None
+                yield box
 
 
 #: bytes a vouched line may hold besides its tabs and newline: printable ASCII, no space
@@ -116,21 +119,33 @@ _BAD_BYTE[33:127] = False
 _BAD_BYTE[[9, 10]] = False
 
 
-def _clean_lines(buf: bytes, n_cols: int) -> int:
-    """Number of leading lines of ``buf`` whose bytes pass the byte-level checks: printable ASCII
-    only, exactly ``n_cols`` non-empty tab-separated fields (positions, not per-byte sums)."""
-    a = np.frombuffer(buf, dtype=np.uint8)
-    nl = np.flatnonzero(a == 10)
-    tabs = np.flatnonzero(a == 9)
-    wrong_count = np.flatnonzero(np.diff(np.searchsorted(tabs, nl), prepend=0) != n_cols - 1)
-    # empty fields: a tab after a line start or a tab, or before a newline; an empty line
-    empty_tab = tabs[(a[tabs + 1] == 9) | (a[tabs + 1] == 10) | (tabs == 0) | (a[tabs - 1] == 10)]
-    empty_line = nl[(nl == 0) | (a[nl - 1] == 10)]
-    bad = np.concatenate((np.flatnonzero(_BAD_BYTE[a]), empty_tab, empty_line))
-    first = [int(wrong_count[0])] if len(wrong_count) else []
-    if len(bad):
-        first.append(int(np.searchsorted(nl, bad.min())))
-    return min(first, default=len(nl))
+@numba.njit(cache=True, nogil=True)
+def _scan_lines(a, n_cols, bad_byte):
+    """``(good, lines, end)``: how many leading lines of ``a`` pass the byte-level checks
+    (printable ASCII only, exactly ``n_cols`` non-empty tab-separated fields), how many lines
+    ``a`` holds, and the offset just past the last good line.  One pass, no temporaries."""
+    good, lines, end, tabs, bad, prev = 0, 0, 0, 0, False, 10
+    first_bad = -1
+    for i in range(len(a)):
+        c = a[i]
+        if c == 10:
+            if prev == 10 or prev == 9 or tabs != n_cols - 1:
+                bad = True
+            if not bad and first_bad < 0:
+                good += 1
+                end = i + 1
+            elif first_bad < 0:
+                first_bad = lines
+            lines += 1
+            tabs, bad = 0, False
+        elif c == 9:
+            if prev == 10 or prev == 9:
+                bad = True
+            tabs += 1
+        elif bad_byte[c]:
+            bad = True
+        prev = c
+    return good, lines, end
 
 
 _NAMES = ["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
@@ -139,7 +154,7 @@ _NAMES = ["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 def _parse(buf: bytes, n_cols: int) -> pa.Table:
     names = _NAMES + [f"c{i}" for i in range(8, n_cols)]
     return pacsv.read_csv(
-        pa.BufferReader(buf),
+        pa.BufferReader(pa.py_buffer(buf)),
         read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 22),
         parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, double_quote=False,
                                          newlines_in_values=False, ignore_empty_lines=False),
@@ -195,33 +210,34 @@ def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int | 
                   undeclared: Undeclared | None = None) -> Iterator[tuple[ColumnChunk, bool]]:
     """``(records, clean)`` per block; ``clean`` False means reading must stop after ``records``
     (the next line is one this reader cannot vouch for, or the data cannot be decompressed).
-    ``undeclared`` prints htslib's warnings for names the header lacks (vareff/read/undeclared.py)."""
+    ``undeclared`` prints htslib's warnings for names the header lacks (vareff/read/undeclared.py).
+    No block's text or table is held while its records are consumed (memory: one block)."""
     first = 1
     try:
-        for buf in _text_blocks(path, header_lines, block_bytes or BLOCK_BYTES):
-            n = _clean_lines(buf, n_cols)
-            head = buf if n == buf.count(b"\n") else buf[: _line_end(buf, n)]
+        for box in _text_blocks(path, header_lines, block_bytes or BLOCK_BYTES):
+            buf = box.pop()
+            n, lines, end = _scan_lines(np.frombuffer(buf, dtype=np.uint8), n_cols, _BAD_BYTE)
             try:
-                t = _parse(head, n_cols) if n else None
+                t = _parse(buf[:end], n_cols) if n else None
             except pa.ArrowInvalid:  # e.g. a line longer than the parser's block: hand it over
                 t = None
+            buf = None
             m = _vouched(t) if t is not None else 0
+            part = None
             if m:
                 if undeclared is not None:
                     undeclared.check(t.slice(0, m))
-                yield _columns(t.slice(0, m), first), True
+                part = _columns(t.slice(0, m), first)
+            t = None
+            if part is not None:
+                yield part, True
                 first += m
-            if m < buf.count(b"\n"):
+                part = None
+            if m < lines:
                 yield _empty(first), False
                 return
     except (OSError, EOFError, zlib.error):
         yield _empty(first), False
-
-
-def _line_end(buf: bytes, n: int) -> int:
-    """Offset just past the ``n``-th newline of ``buf``."""
-    nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10)
-    return int(nl[n - 1]) + 1 if n else 0
 
 
 def _empty(first: int) -> ColumnChunk:
