@@ -101,14 +101,6 @@ _SCORABLE = list(SCORABLE)
 _EDGE, _OK = Status.NEAR_CONTIG_EDGE.value, Status.OK.value
 
 
-def _status_without_models():
-    """:func:`combine_status` with no model, as a polars expression: a scorable input status
-    becomes the edge flag or ok, any other stays."""
-    st = pl.col("status")
-    return (pl.when(st.is_in(_SCORABLE)).then(pl.when(st == _EDGE).then(pl.lit(_EDGE)).otherwise(pl.lit(_OK)))
-            .otherwise(st).alias("status"))
-
-
 def combine_status(input_status: list[str], model_status: list[list[str | None]]) -> tuple[list[str], list[list[str]]]:
     """Overall status per allele, and each model's own: input reason > first model reason > edge flag > ok."""
     st = np.asarray(input_status, dtype=object)
@@ -204,8 +196,8 @@ class Pipeline:
 
     def process_rows(self, rows: AlleleRows, info: dict[str, list] | None = None
                      ) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
-        if not self.scorers:  # no model: the status of combine_status, without Python per allele
-            rows, table = self._table(AlleleRows(rows.df.with_columns(_status_without_models())), [], [], info)
+        if not self.scorers:  # no model: combine_status keeps every input status as it is
+            rows, table = self._table(rows, [], [], info)
             return rows, table, []
         batch = rows.batch()
         model_status, model_cols, model_info = [], [], []
@@ -442,6 +434,8 @@ def run(cfg: RunConfig) -> RunSummary:
     outputs = with_samples_output(cfg, pipe, list(reader.vcf.samples))
     store = PartStore(outputs, _fingerprint(cfg, scorers), cfg.resume)
     store.open_streams(pipe.schema, header)
+    if pipe.store is None:  # the schema is final: Parquet outputs are written as chunks come
+        store.stream_parquet(pipe.schema)
     progress = make_progress(cfg, reader)
     cost = allele_cost(scorers)
     vcf_contigs: set[str] = set()

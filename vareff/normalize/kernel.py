@@ -222,14 +222,16 @@ def split_chunk(chunk, genome, max_len: int) -> AlleleRows | None:
         if not _ref_checked(codes, rdata, roff, rec, pos, genome, chunk.chrom[0]):
             return None
     npos, ro, rb, ao, ab, vt, valid = trim_alleles(codes, rdata, roff, rec, adata, aoff, pos)
+    same = len(rec) == n_rec  # one ALT per record: the record columns are the allele columns
     idx = pl.Series(rec)
+    each = (lambda s: s) if same else (lambda s: s.gather(idx))  # noqa: E731
     status = pl.from_arrow(STATUS_TEXT.take(pa.array(codes)))
     df = pl.DataFrame({
         "record": rec,
-        "chrom": chunk.chrom.gather(idx),
-        "pos": pl.Series(pos).gather(idx),
-        "id": chunk.id.gather(idx),
-        "ref": chunk.ref.gather(idx),
+        "chrom": each(chunk.chrom),
+        "pos": each(pl.Series(pos)),
+        "id": each(chunk.id),
+        "ref": each(chunk.ref),
         "alt": alt,
         "allele_index": allele_index,
         "status": status,

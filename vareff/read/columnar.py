@@ -20,6 +20,8 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import queue
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 #: environment variable: ``cyvcf2`` forces the record-by-record path (tests compare the two)
 ENV = "VAREFF_HOST_PATH"
 #: decompressed bytes read per block
-BLOCK_BYTES = 8 << 20
+BLOCK_BYTES = 4 << 20
 
 _QUAL = r"^(\.|[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?)$"
 
@@ -240,6 +242,53 @@ def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int | 
         yield _empty(first), False
 
 
+_END = object()
+
+
+def prefetched(items: Iterator, name: str = "vareff-reader") -> Iterator:
+    """The items of ``items``, produced one ahead by a background thread, so reading the next block
+    (decompression, the byte scan, pyarrow's parser: all release the GIL) overlaps the work on the
+    current one.  An error of the producer is raised here; leaving early stops the producer."""
+    q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(x) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_END, None))
+        except BaseException as e:  # noqa: BLE001 (handed to the consumer)
+            put((None, e))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    t = threading.Thread(target=work, name=name, daemon=True)
+    t.start()
+    try:
+        while True:
+            item, err = q.get()
+            if err is not None:
+                raise err
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
 def _empty(first: int) -> ColumnChunk:
     s = pl.Series([], dtype=pl.Utf8)
     return ColumnChunk(s, np.zeros(0, np.int64), s, s, pl.Series([], dtype=pl.List(pl.Utf8)),
@@ -281,7 +330,7 @@ def iter_column_chunks(reader: VcfReader, n_cols: int, chunk_size: int, block: i
     ``(variant, loc)`` items after skipping the records already yielded as columns)."""
     pending: list[ColumnChunk] = []
     undeclared = Undeclared(reader.vcf)
-    for part, clean in record_blocks(reader.path, reader.header_lines, n_cols, block_bytes, undeclared):
+    for part, clean in prefetched(record_blocks(reader.path, reader.header_lines, n_cols, block_bytes, undeclared)):
         if len(part):
             pending.append(part)
         if not clean:

@@ -39,6 +39,7 @@ from vareff.errors import OutputError, ResumeError
 from vareff.write.lock import LOCK_NAME, acquire
 from vareff.write.sort import sorted_lines, unsorted_at
 from vareff.write.stream import StreamSink, bgzf_bytes, tsv_body, tsv_head
+from vareff.write.streamed import RowGroups, StreamedParquet
 from vareff.write.target import final_path, is_stream, parts_dir
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ class PartStore:
         self.dir: Path | None = None
         self.locks: list = []
         self._started = False  # True once this run owns the parts (fresh or resumed)
+        self._streamed: dict[str, StreamedParquet] = {}  # output path -> Parquet written as chunks come
         if not self.files:
             return
         self.dir = parts_dir(self.files[0].path)
@@ -206,6 +208,8 @@ class PartStore:
         close the streams.  Idempotent."""
         for s in self.streams:
             s.close()
+        for sp in self._streamed.values():
+            sp.abort()
         for i, lk in enumerate(self.locks):
             if lk.fd < 0:
                 continue
@@ -243,6 +247,17 @@ class PartStore:
         except BaseException:
             self.release()
             raise
+
+    def stream_parquet(self, schema: pa.Schema) -> None:
+        """Write each Parquet file output while the run goes on (``streamed.py``), when ``schema``
+        is the final one and the run starts from its first chunk; else they are assembled at the end."""
+        if self.dir is None or self.chunks_done:
+            return
+        for o in self.files:
+            if o.format == "parquet" and o.path not in self._streamed:
+                final = final_path(o.path)
+                tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
+                self._streamed[o.path] = StreamedParquet(tmp, schema, ROW_GROUP_ROWS)
 
     def adopt_markers(self, n_chunks: int) -> None:
         """Distributed runs: every chunk ``0..n_chunks-1`` has a marker; record them in the manifest
@@ -288,6 +303,8 @@ class PartStore:
                 raise
         for st in self.streams:
             st.write(table, vcf_text)
+        for sp in self._streamed.values():
+            sp.add(k, table)
 
     def _parts(self, suffix: str) -> list[Path]:
         return [self.dir / f"{k:08d}{suffix}" for k in range(int(self.state["chunks"]))]
@@ -323,6 +340,11 @@ class PartStore:
                 pass  # another run is already creating it again
 
     def _assemble(self, o: OutputSpec, final: Path, tmp: Path, schema: pa.Schema, vcf_header: str | None) -> None:
+        sp = self._streamed.pop(o.path, None)
+        if sp is not None:
+            if sp.close(int(self.state["chunks"]), schema) and sp.tmp == tmp:
+                return  # written while the run went on
+            sp.tmp.unlink(missing_ok=True)
         if o.format == "parquet":
             write_parquet(tmp, schema, self._parts(PART_SUFFIX))
         elif o.format == SAMPLES_FORMAT:
@@ -371,19 +393,10 @@ def write_parquet(path: Path, schema: pa.Schema, parts: list[Path]) -> None:
     """Concatenate part files into one Parquet file with row groups of ``ROW_GROUP_ROWS`` rows
     (the last may be smaller); memory holds at most one row group."""
     with pq.ParquetWriter(path, schema, compression="zstd") as w:
-        buf: list[pa.Table] = []
-        n = 0
+        groups = RowGroups(w, ROW_GROUP_ROWS)
         for p in parts:
-            t = read_part(p).cast(schema)
-            buf.append(t)
-            n += t.num_rows
-            while n >= ROW_GROUP_ROWS:
-                whole = pa.concat_tables(buf)
-                w.write_table(whole.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
-                rest = whole.slice(ROW_GROUP_ROWS)
-                buf, n = [rest], rest.num_rows
-        if n:
-            w.write_table(pa.concat_tables(buf), row_group_size=ROW_GROUP_ROWS)
+            groups.add(read_part(p).cast(schema))
+        groups.finish()
 
 
 _LEFTOVER = r"\.tmp-(\d+)(\.tbi|\.csi)?$"
