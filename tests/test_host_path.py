@@ -211,7 +211,7 @@ def test_sample_columns_are_read_by_cyvcf2(seq, shared_data, tmp_path, monkeypat
 
 
 
-@pytest.mark.parametrize("handover", [False, True])
+@pytest.mark.parametrize("handover", [False, "space", "contig", "filter", "info"])
 def test_undeclared_header_names_warn_as_htslib_does(handover, seq, shared_data, tmp_path, monkeypatch, capfd):
     """htslib warns once per contig, FILTER or INFO name the header lacks; the columnar path prints
     the same lines in the same order, and no line twice when it hands over mid-file."""
@@ -223,18 +223,28 @@ def test_undeclared_header_names_warn_as_htslib_does(handover, seq, shared_data,
         f[7] = f"DP=1;NEW{i}=x=y;FLAG{i % 4}" if i % 3 else "."
         lines[i] = "\t".join(f)
     lines.insert(30, "chrUn\t5\t.\tA\tC\t.\tzz\tXX=1")
-    if handover:
+    lines.insert(31, "*bad{name}\t5\t.\tA\tC\t.\tz(z\t1x=1;a-b;ok.key")  # names htslib calls invalid
+    if handover == "space":
         lines[40] = lines[40].replace("\t", "  ", 1)  # a line the columnar reader hands over
+    elif handover:  # an undeclared name that breaks htslib's dummy header line: a malformed record
+        f = lines[40].split("\t")
+        f[{"contig": 0, "filter": 6, "info": 7}[handover]] = "chr1,5" if handover == "contig" else "new,name"
+        lines[40] = "\t".join(f)
     vcf = _write(tmp_path / "undeclared.vcf", HEADER + lines, "plain")
-    warned = []
+    warned, tables = [], []
     for mode in ("cyvcf2", "columnar"):
         capfd.readouterr()
         err, table = _score(vcf, tmp_path / f"{mode}.parquet", str(shared_data / FASTA), mode, monkeypatch,
                             skip_malformed=True)
         assert err is None and table.num_rows >= len(lines)
-        warned.append([x for x in capfd.readouterr().err.splitlines() if x.startswith("[W::")])
-    assert warned[1] == warned[0]
+        tables.append(table)
+        warned.append([x for x in capfd.readouterr().err.splitlines() if x.startswith(("[W::", "[E::"))])
+    assert warned[1] == warned[0] and tables[1].equals(tables[0])
     assert len(set(warned[0])) == len(warned[0]) > 10
+    assert "[W::bcf_hrec_check] Invalid contig name: \"*bad{name}\"" in warned[0]
+    assert "[W::bcf_hrec_check] Invalid tag name: \"1x\"" in warned[0] and not any("ok.key\"" in x for x in warned[0])
+    if handover not in (False, "space"):
+        assert "malformed_record" in tables[0].column("status").to_pylist()
     assert any("Contig 'chrUn'" in x for x in warned[0]) and any("FILTER 'lowQ7'" in x for x in warned[0])
     assert any("INFO 'NEW" in x for x in warned[0]) and not any("'DP'" in x or "'PASS'" in x for x in warned[0])
 

@@ -226,9 +226,9 @@ def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int | 
             buf = None
             m = _vouched(t) if t is not None else 0
             part = None
+            if m and undeclared is not None:
+                m = undeclared.check(t.slice(0, m))  # stops at a record htslib refuses
             if m:
-                if undeclared is not None:
-                    undeclared.check(t.slice(0, m))
                 part = _columns(t.slice(0, m), first)
             t = None
             if part is not None:

@@ -9,6 +9,8 @@ re-reads the file from its start, does not report them a second time.
 """
 from __future__ import annotations
 
+import os
+import re
 import sys
 
 import numpy as np
@@ -27,6 +29,13 @@ _DUMMY = {
     "info": '##INFO=<ID={},Number=1,Type=String,Description="Dummy">',
 }
 _KINDS = ("contig", "filter", "info")
+#: htslib's second warning when the dummy header line of a name it checks is not a valid ID
+_INVALID = {"contig": '[W::bcf_hrec_check] Invalid contig name: "{}"', "info": '[W::bcf_hrec_check] Invalid tag name: "{}"'}
+_VALID = {"contig": re.compile(r"[0-9A-Za-z!#$%&+./:;?@^_|~-][0-9A-Za-z!#$%&*+./:;=?@^_|~-]*"),
+          "info": re.compile(r"[A-Za-z_][0-9A-Za-z_.]*|1000G")}
+#: characters that can break htslib's dummy header line, which makes it refuse the record (a
+#: malformed line): such a record is left to htslib (a superset of the failing cases is safe)
+_BREAKS = re.compile(r'[,<>"]')
 
 
 def _names(kind: str, value: str) -> list[str]:
@@ -51,8 +60,11 @@ class Undeclared:
         self.reported: list[tuple[str, str]] = []
         self.stream = stream
 
-    def check(self, t: pa.Table) -> None:
-        """Print the warnings of the records of ``t`` (CHROM, FILTER and INFO text columns)."""
+    def check(self, t: pa.Table) -> int:
+        """Print the warnings of the leading records of ``t`` (CHROM, FILTER and INFO text columns)
+        that can be read here; return their number: htslib may refuse a record with an undeclared
+        name that holds ``,``, ``<``, ``>`` or ``"`` (its dummy header line does not parse), so
+        reading hands over there and htslib decides."""
         info = t.column("INFO")
         cols = {"contig": t.column("CHROM"), "filter": t.column("FILTER"),
                 "info": None if pc.all(pc.equal(info, ".")).as_py() else pc.replace_substring_regex(info, "=[^;]*", "")}
@@ -68,21 +80,40 @@ class Undeclared:
                 _, first = np.unique(pc.index_in(col, value_set=uniq).to_numpy(), return_index=True)
                 rows.update(int(r) for r in first[new])
         if not rows:
-            return
+            return t.num_rows
         out = self.stream or sys.stderr
-        for r in sorted(rows):
-            for kind, col in cols.items():
-                if col is None:
-                    continue
-                for name in _names(kind, col[r].as_py()):
-                    if name not in self.declared[kind]:
+        try:
+            for r in sorted(rows):
+                for kind, col in cols.items():
+                    if col is None:
+                        continue
+                    for name in _names(kind, col[r].as_py()):
+                        if name in self.declared[kind]:
+                            continue
+                        if _BREAKS.search(name):
+                            return r  # htslib re-reads it, warns and refuses it: a malformed line
+                        out.write(_TEXT[kind].format(name) + "\n")
                         self.declared[kind].add(name)
                         self.reported.append((kind, name))
-                        out.write(_TEXT[kind].format(name) + "\n")
-        out.flush()
+                        if kind in _VALID and not _VALID[kind].fullmatch(name):
+                            out.write(_INVALID[kind].format(name) + "\n")
+            return t.num_rows
+        finally:
+            out.flush()
 
     def hand_over(self, vcf) -> None:
         """Declare the reported names in ``vcf``'s header (htslib's dummy lines), so htslib,
-        reading the file from here on, does not report them again."""
-        for kind, name in self.reported:
-            vcf.add_to_header(_DUMMY[kind].format(name))
+        reading the file from here on, does not report them again (nor, while they are added,
+        repeat its invalid-name warnings: its stderr is muted for that moment)."""
+        if not self.reported:
+            return
+        sys.stderr.flush()
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+            for kind, name in self.reported:
+                vcf.add_to_header(_DUMMY[kind].format(name))
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(null)
