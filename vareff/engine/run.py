@@ -24,7 +24,7 @@ from vareff._version import __version__
 from vareff.config import RunConfig
 from vareff.errors import SCORABLE, InputError, Status
 from vareff.normalize.alleles import AlleleRows, Record, split_series, split_columns, split_records
-from vareff.normalize.kernel import split_chunk
+from vareff.normalize.kernel import ArrowAlleleRows, split_chunk
 from vareff.read.columnar import ColumnChunk, iter_column_chunks
 from vareff.read.vcf import Region, VcfReader, is_malformed
 from vareff.score.base import InfoField, Scorer, cost_per_allele
@@ -220,8 +220,10 @@ class Pipeline:
     def _table(self, rows: AlleleRows, per_model: list, model_cols: list, info: dict[str, list] | None
                ) -> tuple[AlleleRows, pa.Table]:
         """The output table of a chunk's alleles (``rows`` with their overall status)."""
-        key = rows.df.drop("record").to_arrow()
-        cols: dict[str, object] = {name: key.column(name) for name in KEY_SCHEMA.names}
+        if isinstance(rows, ArrowAlleleRows):  # the compiled pass's columns, as they are
+            cols: dict[str, object] = {name: rows.table.column(name) for name in KEY_SCHEMA.names}
+        else:
+            cols = {name: rows.df.get_column(name).to_arrow() for name in KEY_SCHEMA.names}
         for s, ps, mc in zip(self.scorers, per_model, model_cols):
             cols[f"{s.name}_status"] = ps
             for f in s.schema():
@@ -322,8 +324,8 @@ def _process_column_chunk(pipe: Pipeline, chunk: ColumnChunk) -> ChunkResult:
         rows = split_series(chunk.chrom, chunk.pos, chunk.id, chunk.ref, chunk.alts, chunk.n_alleles, pipe.genome,
                            pipe.cfg.max_allele_length)
     rows, table, _ = pipe.process_rows(rows)
-    counts = rows.df.get_column("status").value_counts()
-    return ChunkResult(table, None, len(chunk), len(rows), dict(zip(*counts.to_dict(as_series=False).values())),
+    vc = pc.value_counts(table.column("status")).to_pylist()
+    return ChunkResult(table, None, len(chunk), len(rows), {d["values"]: d["counts"] for d in vc},
                        f"{chunk.chrom[-1]}:{chunk.pos[-1]}", pipe.hits(table))
 
 

@@ -182,23 +182,43 @@ def _total(roff, rec):
     return t
 
 
-def _buffers(s: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, bytes) of a string column, offsets starting at its first value."""
+def _arrow(s: pl.Series) -> pa.Array:
+    """A string column as one Arrow ``large_string`` array."""
     a = s.to_arrow(compat_level=pl.CompatLevel.oldest())
     if isinstance(a, pa.ChunkedArray):
         a = a.combine_chunks()
-    if a.type != pa.large_string():
-        a = a.cast(pa.large_string())
+    return a if a.type == pa.large_string() else a.cast(pa.large_string())
+
+
+def _buffers(a: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, bytes) of a ``large_string`` array, offsets starting at its first value."""
     _, off, data = a.buffers()
     off = np.frombuffer(off, dtype=np.int64)[a.offset: a.offset + len(a) + 1]
     data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
     return off, data
 
 
-def _strings(off: np.ndarray, data: np.ndarray, valid: np.ndarray) -> pl.Series:
+def _strings(off: np.ndarray, data: np.ndarray, valid: np.ndarray) -> pa.Array:
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
-    arr = pa.LargeStringArray.from_buffers(len(valid), pa.py_buffer(off), pa.py_buffer(data), bitmap)
-    return pl.from_arrow(arr)
+    return pa.LargeStringArray.from_buffers(len(valid), pa.py_buffer(off), pa.py_buffer(data), bitmap)
+
+
+class ArrowAlleleRows(AlleleRows):
+    """:class:`AlleleRows` held as an Arrow table; the polars frame is made only if asked for
+    (a run without a model or lookup writes the Arrow columns as they are)."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+
+    @property
+    def df(self) -> pl.DataFrame:
+        d = self.__dict__.get("_df")
+        if d is None:
+            d = self.__dict__["_df"] = pl.from_arrow(self.table)
+        return d
+
+    def __len__(self) -> int:
+        return self.table.num_rows
 
 
 def split_chunk(chunk, genome, max_len: int) -> AlleleRows | None:
@@ -211,8 +231,8 @@ def split_chunk(chunk, genome, max_len: int) -> AlleleRows | None:
     rec = np.repeat(np.arange(n_rec, dtype=np.int64), n_alt)
     first = np.cumsum(n_alt) - n_alt
     allele_index = np.arange(len(rec), dtype=np.int64) - np.repeat(first, n_alt) + 1
-    alt = chunk.alts.explode()
-    roff, rdata = _buffers(chunk.ref)
+    ref, alt = _arrow(chunk.ref), _arrow(chunk.alts.explode())
+    roff, rdata = _buffers(ref)
     aoff, adata = _buffers(alt)
     if len(aoff) != len(rec) + 1:
         return None
@@ -223,24 +243,23 @@ def split_chunk(chunk, genome, max_len: int) -> AlleleRows | None:
             return None
     npos, ro, rb, ao, ab, vt, valid = trim_alleles(codes, rdata, roff, rec, adata, aoff, pos)
     same = len(rec) == n_rec  # one ALT per record: the record columns are the allele columns
-    idx = pl.Series(rec)
-    each = (lambda s: s) if same else (lambda s: s.gather(idx))  # noqa: E731
-    status = pl.from_arrow(STATUS_TEXT.take(pa.array(codes)))
-    df = pl.DataFrame({
+    idx = pa.array(rec)
+    each = (lambda a: a) if same else (lambda a: a.take(idx))  # noqa: E731
+    table = pa.table({
         "record": rec,
-        "chrom": each(chunk.chrom),
-        "pos": each(pl.Series(pos)),
-        "id": each(chunk.id),
-        "ref": each(chunk.ref),
+        "chrom": each(_arrow(chunk.chrom)),
+        "pos": pos if same else pos[rec],
+        "id": each(_arrow(chunk.id)),
+        "ref": each(ref),
         "alt": alt,
         "allele_index": allele_index,
-        "status": status,
-        "norm_pos": pl.from_arrow(pa.array(npos, mask=~valid)),
+        "status": STATUS_TEXT.take(pa.array(codes)),
+        "norm_pos": pa.array(npos, mask=~valid),
         "norm_ref": _strings(ro, rb, valid),
         "norm_alt": _strings(ao, ab, valid),
-        "variant_type": pl.from_arrow(TYPE_TEXT.take(pa.array(vt))),
+        "variant_type": TYPE_TEXT.take(pa.array(vt)),
     })
-    return AlleleRows(df)
+    return ArrowAlleleRows(table)
 
 
 def _ref_checked(codes, rdata, roff, rec, pos, genome, chrom: str) -> bool:
