@@ -80,3 +80,29 @@ def test_chunks_the_kernel_does_not_serve(genome):
     two = ColumnChunk(pl.Series(["chr17"] * 5 + ["chr9"] * 5), chunk.pos, chunk.id, chunk.ref, chunk.alts,
                       chunk.n_alleles, 1)
     assert split_chunk(two, genome, 10) is None
+
+
+def _good_line(line: bytes, n_cols: int) -> bool:
+    """The byte checks, written out per line (the reference for the compiled scan)."""
+    fields = line.split(b"\t")
+    return (len(fields) == n_cols and all(fields)
+            and all(33 <= c <= 126 for f in fields for c in f))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_byte_scan_equals_the_rules_written_per_line(seed):
+    from vareff.read.scan import BAD_BYTE, scan_lines
+
+    rng = np.random.default_rng(seed)
+    alphabet = [b"A", b"C", b"1", b".", b"\t", b"\t", b" ", b"\r", b"\xc3\xa9", b"#", b"\x00"]
+    for _ in range(50):
+        lines = []
+        for _ in range(int(rng.integers(1, 30))):
+            if rng.random() < 0.7:  # mostly well-formed lines, so the first bad one moves around
+                lines.append(b"\t".join(b"AC"[: int(rng.integers(1, 3))] for _ in range(4)))
+            else:
+                lines.append(b"".join(alphabet[int(i)] for i in rng.integers(0, len(alphabet), rng.integers(0, 12))))
+        buf = b"\n".join(lines) + b"\n"
+        good = next((i for i, x in enumerate(lines) if not _good_line(x, 4)), len(lines))
+        end = sum(len(x) + 1 for x in lines[:good])
+        assert scan_lines(np.frombuffer(buf, dtype=np.uint8), 4, BAD_BYTE) == (good, len(lines), end)

@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 from vareff._version import __version__
 from vareff.config import RunConfig
 from vareff.errors import SCORABLE, InputError, Status
-from vareff.normalize.alleles import AlleleRows, Record, split_series, split_columns, split_records
-from vareff.normalize.kernel import ArrowAlleleRows, split_chunk
+from vareff.normalize.alleles import (AlleleRows, ArrowAlleleRows, Record, split_series, split_columns,
+                                      split_records)
 from vareff.read.columnar import ColumnChunk, iter_column_chunks
 from vareff.read.vcf import Region, VcfReader, is_malformed
 from vareff.score.base import InfoField, Scorer, cost_per_allele
@@ -319,6 +319,8 @@ def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool
 
 def _process_column_chunk(pipe: Pipeline, chunk: ColumnChunk) -> ChunkResult:
     """:func:`process_chunk` for records read as columns (no VCF output, INFO or samples needed)."""
+    from vareff.normalize.kernel import split_chunk  # numba: imported by columnar runs only
+
     rows = split_chunk(chunk, pipe.genome, pipe.cfg.max_allele_length)  # one compiled pass, else polars
     if rows is None:
         rows = split_series(chunk.chrom, chunk.pos, chunk.id, chunk.ref, chunk.alts, chunk.n_alleles, pipe.genome,

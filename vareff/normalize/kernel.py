@@ -14,7 +14,7 @@ import polars as pl
 import pyarrow as pa
 
 from vareff.errors import Status
-from vareff.normalize.alleles import SPAN_FETCH_LIMIT, AlleleRows
+from vareff.normalize.alleles import SPAN_FETCH_LIMIT, AlleleRows, ArrowAlleleRows
 
 # input status codes (``NO_ALT_EQ``: ALT equal to REF, which is still trimmed, unlike ``NO_ALT``)
 OK, NO_ALT, SYMBOLIC, INVALID, TOO_LONG, NO_CONTIG, OUTSIDE, MISMATCH, N_REF, NO_ALT_EQ = range(10)
@@ -201,24 +201,6 @@ def _buffers(a: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 def _strings(off: np.ndarray, data: np.ndarray, valid: np.ndarray) -> pa.Array:
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
     return pa.LargeStringArray.from_buffers(len(valid), pa.py_buffer(off), pa.py_buffer(data), bitmap)
-
-
-class ArrowAlleleRows(AlleleRows):
-    """:class:`AlleleRows` held as an Arrow table; the polars frame is made only if asked for
-    (a run without a model or lookup writes the Arrow columns as they are)."""
-
-    def __init__(self, table: pa.Table):
-        self.table = table
-
-    @property
-    def df(self) -> pl.DataFrame:
-        d = self.__dict__.get("_df")
-        if d is None:
-            d = self.__dict__["_df"] = pl.from_arrow(self.table)
-        return d
-
-    def __len__(self) -> int:
-        return self.table.num_rows
 
 
 def split_chunk(chunk, genome, max_len: int) -> AlleleRows | None:

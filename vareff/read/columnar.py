@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
-import numba
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -115,41 +114,6 @@ def _text_blocks(path: str, header_lines: int, block_bytes: int) -> Iterator[lis
                 yield box
 
 
-#: bytes a vouched line may hold besides its tabs and newline: printable ASCII, no space
-_BAD_BYTE = np.ones(256, dtype=bool)
-_BAD_BYTE[33:127] = False
-_BAD_BYTE[[9, 10]] = False
-
-
-@numba.njit(cache=True, nogil=True)
-def _scan_lines(a, n_cols, bad_byte):
-    """``(good, lines, end)``: how many leading lines of ``a`` pass the byte-level checks
-    (printable ASCII only, exactly ``n_cols`` non-empty tab-separated fields), how many lines
-    ``a`` holds, and the offset just past the last good line.  One pass, no temporaries."""
-    good, lines, end, tabs, bad, prev = 0, 0, 0, 0, False, 10
-    first_bad = -1
-    for i in range(len(a)):
-        c = a[i]
-        if c == 10:
-            if prev == 10 or prev == 9 or tabs != n_cols - 1:
-                bad = True
-            if not bad and first_bad < 0:
-                good += 1
-                end = i + 1
-            elif first_bad < 0:
-                first_bad = lines
-            lines += 1
-            tabs, bad = 0, False
-        elif c == 9:
-            if prev == 10 or prev == 9:
-                bad = True
-            tabs += 1
-        elif bad_byte[c]:
-            bad = True
-        prev = c
-    return good, lines, end
-
-
 _NAMES = ["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 
 
@@ -214,11 +178,13 @@ def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int | 
     (the next line is one this reader cannot vouch for, or the data cannot be decompressed).
     ``undeclared`` prints htslib's warnings for names the header lacks (vareff/read/undeclared.py).
     No block's text or table is held while its records are consumed (memory: one block)."""
+    from vareff.read.scan import BAD_BYTE, scan_lines  # numba: imported by columnar runs only
+
     first = 1
     try:
         for box in _text_blocks(path, header_lines, block_bytes or BLOCK_BYTES):
             buf = box.pop()
-            n, lines, end = _scan_lines(np.frombuffer(buf, dtype=np.uint8), n_cols, _BAD_BYTE)
+            n, lines, end = scan_lines(np.frombuffer(buf, dtype=np.uint8), n_cols, BAD_BYTE)
             try:
                 t = _parse(buf[:end], n_cols) if n else None
             except pa.ArrowInvalid:  # e.g. a line longer than the parser's block: hand it over
