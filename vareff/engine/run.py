@@ -440,6 +440,8 @@ def run(cfg: RunConfig) -> RunSummary:
     store.open_streams(pipe.schema, header)
     if pipe.store is None:  # the schema is final: Parquet outputs are written as chunks come
         store.stream_parquet(pipe.schema)
+    if not scorers:  # part files are written while the next chunk is read and normalized
+        store.write_in_background()
     progress = make_progress(cfg, reader)
     cost = allele_cost(scorers)
     vcf_contigs: set[str] = set()

@@ -24,8 +24,10 @@ import errno
 import json
 import logging
 import os
+import queue
 import re
 import shutil
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -143,6 +145,7 @@ class PartStore:
         self.locks: list = []
         self._started = False  # True once this run owns the parts (fresh or resumed)
         self._streamed: dict[str, StreamedParquet] = {}  # output path -> Parquet written as chunks come
+        self._bg: _Background | None = None  # writes part files and manifest on a second thread
         if not self.files:
             return
         self.dir = parts_dir(self.files[0].path)
@@ -206,6 +209,7 @@ class PartStore:
     def release(self) -> None:
         """Drop the locks (finished parts stay, for --resume; folders with nothing finished go);
         close the streams.  Idempotent."""
+        self._drain()
         for s in self.streams:
             s.close()
         for sp in self._streamed.values():
@@ -224,14 +228,15 @@ class PartStore:
                     pass
 
     @contextmanager
-    def _writing(self, path: Path):
-        """Turn a failed write (full disk, permissions) into one clear error that says how to resume."""
+    def _writing(self, path: Path, done: int | None = None):
+        """Turn a failed write (full disk, permissions) into one clear error that says how to resume
+        (``done``: the chunks recorded on disk, when not those of ``state``)."""
         try:
             yield
         except OSError as e:
             if isinstance(e, BrokenPipeError):
                 raise
-            n = int(self.state.get("chunks", 0))
+            n = int(self.state.get("chunks", 0)) if done is None else done
             why = e.strerror or str(e)
             kept = f" (the {n} finished chunks are kept in {str(self.dir)!r})" if n else ""
             first = ("free space on that filesystem" if e.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -258,6 +263,23 @@ class PartStore:
                 final = final_path(o.path)
                 tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
                 self._streamed[o.path] = StreamedParquet(tmp, schema, ROW_GROUP_ROWS)
+
+    def write_in_background(self) -> None:
+        """Write each chunk's part files and manifest update on a background thread, in order, while
+        the next chunk is computed (a chunk still counts only once its manifest update is on disk;
+        a failed write is raised at the next chunk or at :meth:`finalize`; :meth:`release` waits)."""
+        if self.dir is not None and self._bg is None:
+            self._bg = _Background(self)
+
+    def _drain(self) -> BaseException | None:
+        """Wait for the background writes; the state is then the one on disk.  Their error, if any."""
+        if self._bg is None:
+            return None
+        bg, self._bg = self._bg, None
+        bg.close()
+        if bg.failure is not None:
+            self.state = bg.written
+        return bg.failure
 
     def adopt_markers(self, n_chunks: int) -> None:
         """Distributed runs: every chunk ``0..n_chunks-1`` has a marker; record them in the manifest
@@ -286,6 +308,20 @@ class PartStore:
                     status_counts: dict[str, int], samples: pa.Table | None = None) -> None:
         """Persist chunk ``k``; the manifest is updated last, so a chunk counts only when whole.
         Streams get the chunk right after."""
+        if self._bg is not None:
+            if self._bg.failure is not None:
+                raise self._drain()
+            sc = dict(self.state["status_counts"])
+            for s, c in status_counts.items():
+                sc[s] = sc.get(s, 0) + c
+            self.state = dict(self.state, chunks=k + 1, records=self.state["records"] + n_records, status_counts=sc)
+            blob = json.dumps(self.state).encode()  # the manifest as of this chunk (hits included)
+            self._bg.put((k, table, vcf_text, samples, blob))
+            for st in self.streams:
+                st.write(table, vcf_text)
+            for sp in self._streamed.values():
+                sp.add(k, table)
+            return
         if self.dir is not None:
             with self._writing(self.dir):
                 write_part_files(self.dir, self.files, k, table, vcf_text, samples)
@@ -311,6 +347,10 @@ class PartStore:
 
     def finalize(self, schema: pa.Schema, vcf_header: str | None) -> None:
         """Assemble every file output atomically, close the streams, then remove the parts and locks."""
+        failure = self._drain()
+        if failure is not None:
+            self.release()
+            raise failure
         try:
             for o in self.files:
                 final = final_path(o.path)
@@ -383,6 +423,41 @@ class PartStore:
                 if e.errno is not None:
                     raise  # a failing disk, not an unindexable file
                 log.warning("no index written for %s: tabix could not index it: %s", final, e)
+
+
+class _Background:
+    """The writer thread of :meth:`PartStore.write_in_background`: part files, then the manifest
+    (as serialized when the chunk was handed over), chunk after chunk; stops at the first error."""
+
+    def __init__(self, store: PartStore):
+        self.store, self.failure = store, None
+        self.written = json.loads(json.dumps(store.state))  # the state on disk
+        self._q: queue.Queue = queue.Queue(maxsize=2)
+        self._t = threading.Thread(target=self._work, name="vareff-parts", daemon=True)
+        self._t.start()
+
+    def put(self, job) -> None:
+        self._q.put(job)
+
+    def _work(self) -> None:
+        st = self.store
+        while (job := self._q.get()) is not None:
+            if self.failure is not None:
+                continue
+            k, table, vcf_text, samples, blob = job
+            try:
+                done = int(self.written["chunks"])
+                with st._writing(st.dir, done):
+                    write_part_files(st.dir, st.files, k, table, vcf_text, samples)
+                with st._writing(st.dir / "manifest.json", done):
+                    _atomic_write_bytes(st.dir / "manifest.json", blob)
+                self.written = json.loads(blob)
+            except BaseException as e:  # noqa: BLE001 (raised in the run's thread)
+                self.failure = e
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._t.join()
 
 
 #: rows per Parquet row group in the assembled file (per-chunk parts are merged up to this)
