@@ -91,7 +91,8 @@ def _good_line(line: bytes, n_cols: int) -> bool:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_byte_scan_equals_the_rules_written_per_line(seed):
-    from vareff.read.scan import BAD_BYTE, scan_lines
+    from vareff.read.columnar import BAD_BYTE, scan_numpy
+    from vareff.read.scan import scan_lines
 
     rng = np.random.default_rng(seed)
     alphabet = [b"A", b"C", b"1", b".", b"\t", b"\t", b" ", b"\r", b"\xc3\xa9", b"#", b"\x00"]
@@ -105,4 +106,5 @@ def test_byte_scan_equals_the_rules_written_per_line(seed):
         buf = b"\n".join(lines) + b"\n"
         good = next((i for i, x in enumerate(lines) if not _good_line(x, 4)), len(lines))
         end = sum(len(x) + 1 for x in lines[:good])
-        assert scan_lines(np.frombuffer(buf, dtype=np.uint8), 4, BAD_BYTE) == (good, len(lines), end)
+        a = np.frombuffer(buf, dtype=np.uint8)
+        assert scan_lines(a, 4, BAD_BYTE) == scan_numpy(a, 4) == (good, len(lines), end)

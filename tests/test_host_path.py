@@ -23,6 +23,13 @@ from vareff.engine.run import iter_chunks
 from engine_helpers import tubb8_paths
 from host_fixtures import CONTIG, EDITED, EDITS, FASTA, HEADER, OFFSET, synthetic_records
 
+@pytest.fixture(autouse=True)
+def compiled_passes(monkeypatch):
+    """Small test files take the compiled passes (numba) that large inputs take;
+    test_small_inputs_take_the_numpy_and_polars_passes covers the others."""
+    monkeypatch.setattr(columnar, "COMPILED_MIN_BYTES", 0)
+
+
 @pytest.fixture
 def spy(monkeypatch):
     """Counts the chunks served as columns."""
@@ -322,3 +329,22 @@ def test_reader_memory_does_not_grow_with_the_input(seq, tmp_path, monkeypatch):
         assert n == len(lines) * copies
     # 10x the blocks: a block kept per block would be ~10x the peak; small Python garbage varies
     assert peaks[2] < 2 * peaks[1] and peaks[2] < 12 * 16_384
+
+
+@pytest.mark.parametrize("case", ["clean", "alt_dot_token", "space_in_info"])
+def test_small_inputs_take_the_numpy_and_polars_passes(case, seq, shared_data, tmp_path, monkeypatch, spy):
+    import vareff.normalize.kernel as kernel
+
+    monkeypatch.setattr(columnar, "COMPILED_MIN_BYTES", 1 << 40)
+    monkeypatch.setattr(columnar, "BLOCK_BYTES", 700)
+    called = []
+    monkeypatch.setattr(kernel, "split_chunk", lambda *a: called.append(1))
+    lines = synthetic_records(seq)
+    lines[EDITED] = EDITS[case](lines[EDITED])
+    vcf = _write(tmp_path / f"{case}.vcf", HEADER + lines, "plain")
+    for skip in (False, True):
+        (old_err, old), (new_err, new) = _both(vcf, tmp_path, str(shared_data / FASTA), monkeypatch,
+                                               skip_malformed=skip)
+        assert old_err == new_err and (old is None) == (new is None)
+        assert old is None or new.equals(old)
+    assert spy and not called

@@ -25,6 +25,7 @@ from vareff.errors import SCORABLE, InputError, Status
 from vareff.normalize.alleles import (AlleleRows, ArrowAlleleRows, Record, split_series, split_columns,
                                       split_records)
 from vareff.read.columnar import ColumnChunk, iter_column_chunks
+from vareff.read.columnar import compiled as columnar_compiled
 from vareff.read.vcf import Region, VcfReader, is_malformed
 from vareff.score.base import InfoField, Scorer, cost_per_allele
 from vareff.window.genome import ContigSlice, Genome
@@ -318,9 +319,11 @@ def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool
 
 def _process_column_chunk(pipe: Pipeline, chunk: ColumnChunk) -> ChunkResult:
     """:func:`process_chunk` for records read as columns (no VCF output, INFO or samples needed)."""
-    from vareff.normalize.kernel import split_chunk  # numba: imported by columnar runs only
+    rows = None
+    if columnar_compiled(pipe.cfg.input):  # one compiled pass (large inputs), else polars
+        from vareff.normalize.kernel import split_chunk  # numba: imported by large inputs only
 
-    rows = split_chunk(chunk, pipe.genome, pipe.cfg.max_allele_length)  # one compiled pass, else polars
+        rows = split_chunk(chunk, pipe.genome, pipe.cfg.max_allele_length)
     if rows is None:
         rows = split_series(chunk.chrom, chunk.pos, chunk.id, chunk.ref, chunk.alts, chunk.n_alleles, pipe.genome,
                            pipe.cfg.max_allele_length)

@@ -114,6 +114,45 @@ def _text_blocks(path: str, header_lines: int, block_bytes: int) -> Iterator[lis
                 yield box
 
 
+#: inputs of at least this many bytes of text (a gzip file counts 4x its size) use the compiled
+#: passes (vareff/read/scan.py, vareff/normalize/kernel.py); loading numba costs a fixed fraction
+#: of a second, more than the polars and numpy passes cost on a smaller input (same rows either way)
+COMPILED_MIN_BYTES = 12 << 20
+
+
+def compiled(path: str) -> bool:
+    """Whether a run on ``path`` uses the compiled passes (see :data:`COMPILED_MIN_BYTES`)."""
+    try:
+        with open(path, "rb") as fh:
+            gz = fh.read(2) == b"\x1f\x8b"
+        return os.path.getsize(path) * (4 if gz else 1) >= COMPILED_MIN_BYTES
+    except OSError:
+        return False
+
+
+#: bytes a vouched line may hold besides its tabs and newline: printable ASCII, no space
+BAD_BYTE = np.ones(256, dtype=bool)
+BAD_BYTE[33:127] = False
+BAD_BYTE[[9, 10]] = False
+
+
+def scan_numpy(a: np.ndarray, n_cols: int) -> tuple[int, int, int]:
+    """:func:`vareff.read.scan.scan_lines` with numpy (no compiled code to load): ``(good lines,
+    lines, offset past the good ones)`` of a block; positions, not per-byte sums."""
+    nl = np.flatnonzero(a == 10)
+    tabs = np.flatnonzero(a == 9)
+    wrong_count = np.flatnonzero(np.diff(np.searchsorted(tabs, nl), prepend=0) != n_cols - 1)
+    # empty fields: a tab after a line start or a tab, or before a newline; an empty line
+    empty_tab = tabs[(a[tabs + 1] == 9) | (a[tabs + 1] == 10) | (tabs == 0) | (a[tabs - 1] == 10)]
+    empty_line = nl[(nl == 0) | (a[nl - 1] == 10)]
+    bad = np.concatenate((np.flatnonzero(BAD_BYTE[a]), empty_tab, empty_line))
+    first = [int(wrong_count[0])] if len(wrong_count) else []
+    if len(bad):
+        first.append(int(np.searchsorted(nl, bad.min())))
+    good = min(first, default=len(nl))
+    return good, len(nl), int(nl[good - 1]) + 1 if good else 0
+
+
 _NAMES = ["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 
 
@@ -178,13 +217,18 @@ def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int | 
     (the next line is one this reader cannot vouch for, or the data cannot be decompressed).
     ``undeclared`` prints htslib's warnings for names the header lacks (vareff/read/undeclared.py).
     No block's text or table is held while its records are consumed (memory: one block)."""
-    from vareff.read.scan import BAD_BYTE, scan_lines  # numba: imported by columnar runs only
+    if compiled(path):
+        from vareff.read.scan import scan_lines  # numba: imported by large inputs only
 
+        def scan(a, n_cols):
+            return scan_lines(a, n_cols, BAD_BYTE)
+    else:
+        scan = scan_numpy
     first = 1
     try:
         for box in _text_blocks(path, header_lines, block_bytes or BLOCK_BYTES):
             buf = box.pop()
-            n, lines, end = scan_lines(np.frombuffer(buf, dtype=np.uint8), n_cols, BAD_BYTE)
+            n, lines, end = scan(np.frombuffer(buf, dtype=np.uint8), n_cols)
             try:
                 t = _parse(buf[:end], n_cols) if n else None
             except pa.ArrowInvalid:  # e.g. a line longer than the parser's block: hand it over

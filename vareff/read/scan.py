@@ -1,15 +1,10 @@
 """The byte checks of a block of VCF lines in one compiled pass (the columnar reader's first test,
-docs/host-path.md): printable ASCII, the header's number of tab-separated fields, none empty."""
+docs/host-path.md): printable ASCII, the header's number of tab-separated fields, none empty.
+The bytes allowed are ``vareff.read.columnar.BAD_BYTE``; ``scan_numpy`` there does the same
+with numpy for small inputs."""
 from __future__ import annotations
 
 import numba
-import numpy as np
-
-#: bytes a vouched line may hold besides its tabs and newline: printable ASCII, no space
-BAD_BYTE = np.ones(256, dtype=bool)
-BAD_BYTE[33:127] = False
-BAD_BYTE[[9, 10]] = False
-
 
 @numba.njit(cache=True, nogil=True)
 def scan_lines(a, n_cols, bad_byte):
