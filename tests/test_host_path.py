@@ -23,6 +23,13 @@ from vareff.engine.run import iter_chunks
 from engine_helpers import tubb8_paths
 from host_fixtures import CONTIG, EDITED, EDITS, FASTA, HEADER, OFFSET, synthetic_records
 
+@pytest.fixture(autouse=True)
+def compiled_passes(monkeypatch):
+    """Small test files take the compiled passes (numba) that large inputs take;
+    test_small_inputs_take_the_numpy_and_polars_passes covers the others."""
+    monkeypatch.setattr(columnar, "COMPILED_MIN_BYTES", 0)
+
+
 @pytest.fixture
 def spy(monkeypatch):
     """Counts the chunks served as columns."""
@@ -209,3 +216,135 @@ def test_sample_columns_are_read_by_cyvcf2(seq, shared_data, tmp_path, monkeypat
         assert skip is False or new.equals(old)
     assert not spy
 
+
+
+@pytest.mark.parametrize("handover", [False, "space", "contig", "filter", "info"])
+def test_undeclared_header_names_warn_as_htslib_does(handover, seq, shared_data, tmp_path, monkeypatch, capfd):
+    """htslib warns once per contig, FILTER or INFO name the header lacks; the columnar path prints
+    the same lines in the same order, and no line twice when it hands over mid-file."""
+    monkeypatch.setattr(columnar, "BLOCK_BYTES", 700)
+    lines = synthetic_records(seq, n=60)
+    for i in range(0, len(lines) - 2, 7):  # new names spread over several blocks
+        f = lines[i].split("\t")
+        f[6] = f"q{i % 3};lowQ{i}" if i % 2 else "PASS"
+        f[7] = f"DP=1;NEW{i}=x=y;FLAG{i % 4}" if i % 3 else "."
+        lines[i] = "\t".join(f)
+    lines.insert(30, "chrUn\t5\t.\tA\tC\t.\tzz\tXX=1")
+    lines.insert(31, "*bad{name}\t5\t.\tA\tC\t.\tz(z\t1x=1;a-b;ok.key")  # names htslib calls invalid
+    if handover == "space":
+        lines[40] = lines[40].replace("\t", "  ", 1)  # a line the columnar reader hands over
+    elif handover:  # an undeclared name that breaks htslib's dummy header line: a malformed record
+        f = lines[40].split("\t")
+        f[{"contig": 0, "filter": 6, "info": 7}[handover]] = "chr1,5" if handover == "contig" else "new,name"
+        lines[40] = "\t".join(f)
+    vcf = _write(tmp_path / "undeclared.vcf", HEADER + lines, "plain")
+    warned, tables = [], []
+    for mode in ("cyvcf2", "columnar"):
+        capfd.readouterr()
+        err, table = _score(vcf, tmp_path / f"{mode}.parquet", str(shared_data / FASTA), mode, monkeypatch,
+                            skip_malformed=True)
+        assert err is None and table.num_rows >= len(lines)
+        tables.append(table)
+        warned.append([x for x in capfd.readouterr().err.splitlines() if x.startswith(("[W::", "[E::"))])
+    assert warned[1] == warned[0] and tables[1].equals(tables[0])
+    assert len(set(warned[0])) == len(warned[0]) > 10
+    assert "[W::bcf_hrec_check] Invalid contig name: \"*bad{name}\"" in warned[0]
+    assert "[W::bcf_hrec_check] Invalid tag name: \"1x\"" in warned[0] and not any("ok.key\"" in x for x in warned[0])
+    if handover not in (False, "space"):
+        assert "malformed_record" in tables[0].column("status").to_pylist()
+    assert any("Contig 'chrUn'" in x for x in warned[0]) and any("FILTER 'lowQ7'" in x for x in warned[0])
+    assert any("INFO 'NEW" in x for x in warned[0]) and not any("'DP'" in x or "'PASS'" in x for x in warned[0])
+
+
+def test_streamed_parquet_is_the_assembled_file_byte_for_byte(seq, shared_data, tmp_path, monkeypatch):
+    """The Parquet output written while the run goes on (vareff/write/streamed.py) has the bytes of
+    the one assembled from the part files at the end, row groups cut across chunks included."""
+    import vareff.write.parts as parts
+
+    monkeypatch.setattr(parts, "ROW_GROUP_ROWS", 23)
+    vcf = _write(tmp_path / "s.vcf", HEADER + synthetic_records(seq, n=200), "plain")
+    fasta = str(shared_data / FASTA)
+    streamed = []
+    real = parts.StreamedParquet.close
+    monkeypatch.setattr(parts.StreamedParquet, "close", lambda self, *a: streamed.append(real(self, *a)) or streamed[-1])
+    _, a = _score(vcf, tmp_path / "a.parquet", fasta, "columnar", monkeypatch)
+    assert streamed == [True]
+    monkeypatch.setattr(parts.PartStore, "stream_parquet", lambda self, schema: None)
+    _, b = _score(vcf, tmp_path / "b.parquet", fasta, "columnar", monkeypatch)
+    assert a.equals(b) and a.num_rows > 200
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    assert pq.ParquetFile(tmp_path / "a.parquet").metadata.num_row_groups == -(-a.num_rows // 23)
+
+
+def test_prefetched_blocks_raise_and_stop():
+    def items():
+        yield 1
+        yield 2
+        raise ValueError("bad block")
+
+    got = []
+    with pytest.raises(ValueError, match="bad block"):
+        for x in columnar.prefetched(items()):
+            got.append(x)
+    assert got == [1, 2]
+    closed = []
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                i += 1
+                yield i
+        finally:
+            closed.append(True)
+
+    for x in columnar.prefetched(endless()):
+        if x == 3:
+            break
+    import gc
+
+    gc.collect()
+    assert closed == [True]  # leaving early stops the producer and closes its input
+
+
+def test_reader_memory_does_not_grow_with_the_input(seq, tmp_path, monkeypatch):
+    """Python/numpy memory held while blocks are read (tracemalloc: the text, the byte scan) is
+    that of a block or two, whatever the number of blocks."""
+    import gc
+    import tracemalloc
+
+    from vareff.read.vcf import VcfReader
+
+    lines = synthetic_records(seq, n=400)
+    peaks = []
+    for copies in (40, 40, 400):  # 4 and 40 blocks; the first pass warms up (imports, compiled code)
+        vcf = _write(tmp_path / f"m{copies}.vcf", HEADER + lines * copies, "plain")
+        r = VcfReader(vcf)
+        gc.collect()
+        tracemalloc.start()
+        n = sum(len(p) for p, _ in columnar.record_blocks(vcf, r.header_lines, 8, block_bytes=16_384))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        r.close()
+        assert n == len(lines) * copies
+    # 10x the blocks: a block kept per block would be ~10x the peak; small Python garbage varies
+    assert peaks[2] < 2 * peaks[1] and peaks[2] < 12 * 16_384
+
+
+@pytest.mark.parametrize("case", ["clean", "alt_dot_token", "space_in_info"])
+def test_small_inputs_take_the_numpy_and_polars_passes(case, seq, shared_data, tmp_path, monkeypatch, spy):
+    import vareff.normalize.kernel as kernel
+
+    monkeypatch.setattr(columnar, "COMPILED_MIN_BYTES", 1 << 40)
+    monkeypatch.setattr(columnar, "BLOCK_BYTES", 700)
+    called = []
+    monkeypatch.setattr(kernel, "split_chunk", lambda *a: called.append(1))
+    lines = synthetic_records(seq)
+    lines[EDITED] = EDITS[case](lines[EDITED])
+    vcf = _write(tmp_path / f"{case}.vcf", HEADER + lines, "plain")
+    for skip in (False, True):
+        (old_err, old), (new_err, new) = _both(vcf, tmp_path, str(shared_data / FASTA), monkeypatch,
+                                               skip_malformed=skip)
+        assert old_err == new_err and (old is None) == (new is None)
+        assert old is None or new.equals(old)
+    assert spy and not called

@@ -17,15 +17,16 @@ import sys
 from dataclasses import dataclass, field
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from vareff._version import __version__
 from vareff.config import RunConfig
 from vareff.errors import SCORABLE, InputError, Status
-from vareff.normalize.alleles import AlleleRows, Record, split_series, split_columns, split_records
+from vareff.normalize.alleles import (AlleleRows, ArrowAlleleRows, Record, split_series, split_columns,
+                                      split_records)
 from vareff.read.columnar import ColumnChunk, iter_column_chunks
+from vareff.read.columnar import compiled as columnar_compiled
 from vareff.read.vcf import Region, VcfReader, is_malformed
 from vareff.score.base import InfoField, Scorer, cost_per_allele
 from vareff.window.genome import ContigSlice, Genome
@@ -99,14 +100,6 @@ def output_schema(scorers: list[Scorer], extra: pa.Schema | None = None) -> pa.S
 
 _SCORABLE = list(SCORABLE)
 _EDGE, _OK = Status.NEAR_CONTIG_EDGE.value, Status.OK.value
-
-
-def _status_without_models():
-    """:func:`combine_status` with no model, as a polars expression: a scorable input status
-    becomes the edge flag or ok, any other stays."""
-    st = pl.col("status")
-    return (pl.when(st.is_in(_SCORABLE)).then(pl.when(st == _EDGE).then(pl.lit(_EDGE)).otherwise(pl.lit(_OK)))
-            .otherwise(st).alias("status"))
 
 
 def combine_status(input_status: list[str], model_status: list[list[str | None]]) -> tuple[list[str], list[list[str]]]:
@@ -204,8 +197,8 @@ class Pipeline:
 
     def process_rows(self, rows: AlleleRows, info: dict[str, list] | None = None
                      ) -> tuple[AlleleRows, pa.Table, list[dict[str, list]]]:
-        if not self.scorers:  # no model: the status of combine_status, without Python per allele
-            rows, table = self._table(AlleleRows(rows.df.with_columns(_status_without_models())), [], [], info)
+        if not self.scorers:  # no model: combine_status keeps every input status as it is
+            rows, table = self._table(rows, [], [], info)
             return rows, table, []
         batch = rows.batch()
         model_status, model_cols, model_info = [], [], []
@@ -228,8 +221,10 @@ class Pipeline:
     def _table(self, rows: AlleleRows, per_model: list, model_cols: list, info: dict[str, list] | None
                ) -> tuple[AlleleRows, pa.Table]:
         """The output table of a chunk's alleles (``rows`` with their overall status)."""
-        key = rows.df.drop("record").to_arrow()
-        cols: dict[str, object] = {name: key.column(name) for name in KEY_SCHEMA.names}
+        if isinstance(rows, ArrowAlleleRows):  # the compiled pass's columns, as they are
+            cols: dict[str, object] = {name: rows.table.column(name) for name in KEY_SCHEMA.names}
+        else:
+            cols = {name: rows.df.get_column(name).to_arrow() for name in KEY_SCHEMA.names}
         for s, ps, mc in zip(self.scorers, per_model, model_cols):
             cols[f"{s.name}_status"] = ps
             for f in s.schema():
@@ -327,11 +322,17 @@ def process_chunk(pipe: Pipeline, reader: VcfReader, chunk: list, want_vcf: bool
 
 def _process_column_chunk(pipe: Pipeline, chunk: ColumnChunk) -> ChunkResult:
     """:func:`process_chunk` for records read as columns (no VCF output, INFO or samples needed)."""
-    rows = split_series(chunk.chrom, chunk.pos, chunk.id, chunk.ref, chunk.alts, chunk.n_alleles, pipe.genome,
-                       pipe.cfg.max_allele_length)
+    rows = None
+    if columnar_compiled(pipe.cfg.input):  # one compiled pass (large inputs), else polars
+        from vareff.normalize.kernel import split_chunk  # numba: imported by large inputs only
+
+        rows = split_chunk(chunk, pipe.genome, pipe.cfg.max_allele_length)
+    if rows is None:
+        rows = split_series(chunk.chrom, chunk.pos, chunk.id, chunk.ref, chunk.alts, chunk.n_alleles, pipe.genome,
+                           pipe.cfg.max_allele_length)
     rows, table, _ = pipe.process_rows(rows)
-    counts = rows.df.get_column("status").value_counts()
-    return ChunkResult(table, None, len(chunk), len(rows), dict(zip(*counts.to_dict(as_series=False).values())),
+    vc = pc.value_counts(table.column("status")).to_pylist()
+    return ChunkResult(table, None, len(chunk), len(rows), {d["values"]: d["counts"] for d in vc},
                        f"{chunk.chrom[-1]}:{chunk.pos[-1]}", pipe.hits(table))
 
 
@@ -441,6 +442,10 @@ def run(cfg: RunConfig) -> RunSummary:
     outputs = with_samples_output(cfg, pipe, list(reader.vcf.samples))
     store = PartStore(outputs, _fingerprint(cfg, scorers), cfg.resume)
     store.open_streams(pipe.schema, header)
+    if pipe.store is None:  # the schema is final: Parquet outputs are written as chunks come
+        store.stream_parquet(pipe.schema)
+    if not scorers:  # part files are written while the next chunk is read and normalized
+        store.write_in_background()
     progress = make_progress(cfg, reader)
     cost = allele_cost(scorers)
     vcf_contigs: set[str] = set()

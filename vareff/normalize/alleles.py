@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from vareff.errors import Status
 from vareff.score.base import AlleleBatch
@@ -107,6 +108,24 @@ class AlleleRows:
             variant_type=d.get_column("variant_type").fill_null("").to_list(),
             status=d.get_column("status").to_list(),
         )
+
+
+class ArrowAlleleRows(AlleleRows):
+    """:class:`AlleleRows` held as an Arrow table; the polars frame is made only if asked for
+    (a run without a model or lookup writes the Arrow columns as they are)."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+
+    @property
+    def df(self) -> pl.DataFrame:
+        d = self.__dict__.get("_df")
+        if d is None:
+            d = self.__dict__["_df"] = pl.from_arrow(self.table)
+        return d
+
+    def __len__(self) -> int:
+        return self.table.num_rows
 
 
 def split_records(records: list[Record], genome: Genome | None, max_len: int) -> AlleleRows:

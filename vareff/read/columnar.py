@@ -20,6 +20,8 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import queue
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from vareff.read.undeclared import Undeclared
 from vareff.read.vcf import MAX_POS, VcfReader
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 #: environment variable: ``cyvcf2`` forces the record-by-record path (tests compare the two)
 ENV = "VAREFF_HOST_PATH"
 #: decompressed bytes read per block
-BLOCK_BYTES = 8 << 20
+BLOCK_BYTES = 4 << 20
 
 _QUAL = r"^(\.|[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?)$"
 
@@ -83,18 +86,19 @@ def _open(path: str):
     return gzip.open(path, "rb") if gz else open(path, "rb")
 
 
-def _text_blocks(path: str, header_lines: int, block_bytes: int) -> Iterator[bytes]:
-    """Blocks of whole data lines (each ends with a newline); raises OSError/EOFError/zlib.error
-    when the data cannot be decompressed."""
+def _text_blocks(path: str, header_lines: int, block_bytes: int) -> Iterator[list[memoryview]]:
+    """Blocks of whole data lines (each ends with a newline), each in a one-item list that the
+    consumer empties, so this generator keeps nothing of a block but its partial last line while
+    the block is used; raises OSError/EOFError/zlib.error when the data cannot be decompressed."""
     with _open(path) as fh:
         rest, skip = b"", header_lines
         while True:
             data = fh.read(block_bytes)
             if not data:
                 if rest:
-                    yield rest + b"\n"
+                    yield [memoryview(rest + b"\n")]
                 return
-            buf = rest + data
+            buf, data = rest + data, None
             if skip:
                 at = 0
                 while skip and (nl := buf.find(b"\n", at)) >= 0:
@@ -106,30 +110,47 @@ def _text_blocks(path: str, header_lines: int, block_bytes: int) -> Iterator[byt
                 continue
             rest = buf[cut:]
             if cut:
-                yield buf[:cut]
+                box, buf = [memoryview(buf)[:cut]], None
+                yield box
+
+
+#: inputs of at least this many bytes of text (a gzip file counts 4x its size) use the compiled
+#: passes (vareff/read/scan.py, vareff/normalize/kernel.py); loading numba costs a fixed fraction
+#: of a second, more than the polars and numpy passes cost on a smaller input (same rows either way)
+COMPILED_MIN_BYTES = 12 << 20
+
+
+def compiled(path: str) -> bool:
+    """Whether a run on ``path`` uses the compiled passes (see :data:`COMPILED_MIN_BYTES`)."""
+    try:
+        with open(path, "rb") as fh:
+            gz = fh.read(2) == b"\x1f\x8b"
+        return os.path.getsize(path) * (4 if gz else 1) >= COMPILED_MIN_BYTES
+    except OSError:
+        return False
 
 
 #: bytes a vouched line may hold besides its tabs and newline: printable ASCII, no space
-_BAD_BYTE = np.ones(256, dtype=bool)
-_BAD_BYTE[33:127] = False
-_BAD_BYTE[[9, 10]] = False
+BAD_BYTE = np.ones(256, dtype=bool)
+BAD_BYTE[33:127] = False
+BAD_BYTE[[9, 10]] = False
 
 
-def _clean_lines(buf: bytes, n_cols: int) -> int:
-    """Number of leading lines of ``buf`` whose bytes pass the byte-level checks: printable ASCII
-    only, exactly ``n_cols`` non-empty tab-separated fields (positions, not per-byte sums)."""
-    a = np.frombuffer(buf, dtype=np.uint8)
+def scan_numpy(a: np.ndarray, n_cols: int) -> tuple[int, int, int]:
+    """:func:`vareff.read.scan.scan_lines` with numpy (no compiled code to load): ``(good lines,
+    lines, offset past the good ones)`` of a block; positions, not per-byte sums."""
     nl = np.flatnonzero(a == 10)
     tabs = np.flatnonzero(a == 9)
     wrong_count = np.flatnonzero(np.diff(np.searchsorted(tabs, nl), prepend=0) != n_cols - 1)
     # empty fields: a tab after a line start or a tab, or before a newline; an empty line
     empty_tab = tabs[(a[tabs + 1] == 9) | (a[tabs + 1] == 10) | (tabs == 0) | (a[tabs - 1] == 10)]
     empty_line = nl[(nl == 0) | (a[nl - 1] == 10)]
-    bad = np.concatenate((np.flatnonzero(_BAD_BYTE[a]), empty_tab, empty_line))
+    bad = np.concatenate((np.flatnonzero(BAD_BYTE[a]), empty_tab, empty_line))
     first = [int(wrong_count[0])] if len(wrong_count) else []
     if len(bad):
         first.append(int(np.searchsorted(nl, bad.min())))
-    return min(first, default=len(nl))
+    good = min(first, default=len(nl))
+    return good, len(nl), int(nl[good - 1]) + 1 if good else 0
 
 
 _NAMES = ["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
@@ -138,7 +159,7 @@ _NAMES = ["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 def _parse(buf: bytes, n_cols: int) -> pa.Table:
     names = _NAMES + [f"c{i}" for i in range(8, n_cols)]
     return pacsv.read_csv(
-        pa.BufferReader(buf),
+        pa.BufferReader(pa.py_buffer(buf)),
         read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 22),
         parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, double_quote=False,
                                          newlines_in_values=False, ignore_empty_lines=False),
@@ -190,34 +211,92 @@ def _columns(t: pa.Table, first: int) -> ColumnChunk:
                        pl.from_arrow(alts).cast(pl.List(pl.Utf8)), n_alleles, first)
 
 
-def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int | None = None
-                  ) -> Iterator[tuple[ColumnChunk, bool]]:
+def record_blocks(path: str, header_lines: int, n_cols: int, block_bytes: int | None = None,
+                  undeclared: Undeclared | None = None) -> Iterator[tuple[ColumnChunk, bool]]:
     """``(records, clean)`` per block; ``clean`` False means reading must stop after ``records``
-    (the next line is one this reader cannot vouch for, or the data cannot be decompressed)."""
+    (the next line is one this reader cannot vouch for, or the data cannot be decompressed).
+    ``undeclared`` prints htslib's warnings for names the header lacks (vareff/read/undeclared.py).
+    No block's text or table is held while its records are consumed (memory: one block)."""
+    if compiled(path):
+        from vareff.read.scan import scan_lines  # numba: imported by large inputs only
+
+        def scan(a, n_cols):
+            return scan_lines(a, n_cols, BAD_BYTE)
+    else:
+        scan = scan_numpy
     first = 1
     try:
-        for buf in _text_blocks(path, header_lines, block_bytes or BLOCK_BYTES):
-            n = _clean_lines(buf, n_cols)
-            head = buf if n == buf.count(b"\n") else buf[: _line_end(buf, n)]
+        for box in _text_blocks(path, header_lines, block_bytes or BLOCK_BYTES):
+            buf = box.pop()
+            n, lines, end = scan(np.frombuffer(buf, dtype=np.uint8), n_cols)
             try:
-                t = _parse(head, n_cols) if n else None
+                t = _parse(buf[:end], n_cols) if n else None
             except pa.ArrowInvalid:  # e.g. a line longer than the parser's block: hand it over
                 t = None
+            buf = None
             m = _vouched(t) if t is not None else 0
+            part = None
+            if m and undeclared is not None:
+                m = undeclared.check(t.slice(0, m))  # stops at a record htslib refuses
             if m:
-                yield _columns(t.slice(0, m), first), True
+                part = _columns(t.slice(0, m), first)
+            t = None
+            if part is not None:
+                yield part, True
                 first += m
-            if m < buf.count(b"\n"):
+                part = None
+            if m < lines:
                 yield _empty(first), False
                 return
     except (OSError, EOFError, zlib.error):
         yield _empty(first), False
 
 
-def _line_end(buf: bytes, n: int) -> int:
-    """Offset just past the ``n``-th newline of ``buf``."""
-    nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10)
-    return int(nl[n - 1]) + 1 if n else 0
+_END = object()
+
+
+def prefetched(items: Iterator, name: str = "vareff-reader") -> Iterator:
+    """The items of ``items``, produced one ahead by a background thread, so reading the next block
+    (decompression, the byte scan, pyarrow's parser: all release the GIL) overlaps the work on the
+    current one.  An error of the producer is raised here; leaving early stops the producer."""
+    q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(x) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_END, None))
+        except BaseException as e:  # noqa: BLE001 (handed to the consumer)
+            put((None, e))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    t = threading.Thread(target=work, name=name, daemon=True)
+    t.start()
+    try:
+        while True:
+            item, err = q.get()
+            if err is not None:
+                raise err
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        t.join()
 
 
 def _empty(first: int) -> ColumnChunk:
@@ -260,9 +339,12 @@ def iter_column_chunks(reader: VcfReader, n_cols: int, chunk_size: int, block: i
     the start of the chunk being filled, ``fallback(items)`` (``iter_chunks`` over the reader's
     ``(variant, loc)`` items after skipping the records already yielded as columns)."""
     pending: list[ColumnChunk] = []
-    for part, clean in record_blocks(reader.path, reader.header_lines, n_cols, block_bytes):
+    undeclared = Undeclared(reader.vcf)
+    for part, clean in prefetched(record_blocks(reader.path, reader.header_lines, n_cols, block_bytes, undeclared)):
         if len(part):
             pending.append(part)
+        if not clean:
+            undeclared.hand_over(reader.vcf)  # htslib re-reads from the start: no second warning
         if not pending:
             if not clean:
                 log.debug("columnar reader: record-by-record from record 1")

@@ -24,8 +24,10 @@ import errno
 import json
 import logging
 import os
+import queue
 import re
 import shutil
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from vareff.errors import OutputError, ResumeError
 from vareff.write.lock import LOCK_NAME, acquire
 from vareff.write.sort import sorted_lines, unsorted_at
 from vareff.write.stream import StreamSink, bgzf_bytes, tsv_body, tsv_head
+from vareff.write.streamed import RowGroups, StreamedParquet
 from vareff.write.target import final_path, is_stream, parts_dir
 
 log = logging.getLogger(__name__)
@@ -141,6 +144,8 @@ class PartStore:
         self.dir: Path | None = None
         self.locks: list = []
         self._started = False  # True once this run owns the parts (fresh or resumed)
+        self._streamed: dict[str, StreamedParquet] = {}  # output path -> Parquet written as chunks come
+        self._bg: _Background | None = None  # writes part files and manifest on a second thread
         if not self.files:
             return
         self.dir = parts_dir(self.files[0].path)
@@ -204,8 +209,11 @@ class PartStore:
     def release(self) -> None:
         """Drop the locks (finished parts stay, for --resume; folders with nothing finished go);
         close the streams.  Idempotent."""
+        self._drain()
         for s in self.streams:
             s.close()
+        for sp in self._streamed.values():
+            sp.abort()
         for i, lk in enumerate(self.locks):
             if lk.fd < 0:
                 continue
@@ -220,14 +228,15 @@ class PartStore:
                     pass
 
     @contextmanager
-    def _writing(self, path: Path):
-        """Turn a failed write (full disk, permissions) into one clear error that says how to resume."""
+    def _writing(self, path: Path, done: int | None = None):
+        """Turn a failed write (full disk, permissions) into one clear error that says how to resume
+        (``done``: the chunks recorded on disk, when not those of ``state``)."""
         try:
             yield
         except OSError as e:
             if isinstance(e, BrokenPipeError):
                 raise
-            n = int(self.state.get("chunks", 0))
+            n = int(self.state.get("chunks", 0)) if done is None else done
             why = e.strerror or str(e)
             kept = f" (the {n} finished chunks are kept in {str(self.dir)!r})" if n else ""
             first = ("free space on that filesystem" if e.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -243,6 +252,34 @@ class PartStore:
         except BaseException:
             self.release()
             raise
+
+    def stream_parquet(self, schema: pa.Schema) -> None:
+        """Write each Parquet file output while the run goes on (``streamed.py``), when ``schema``
+        is the final one and the run starts from its first chunk; else they are assembled at the end."""
+        if self.dir is None or self.chunks_done:
+            return
+        for o in self.files:
+            if o.format == "parquet" and o.path not in self._streamed:
+                final = final_path(o.path)
+                tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
+                self._streamed[o.path] = StreamedParquet(tmp, schema, ROW_GROUP_ROWS)
+
+    def write_in_background(self) -> None:
+        """Write each chunk's part files and manifest update on a background thread, in order, while
+        the next chunk is computed (a chunk still counts only once its manifest update is on disk;
+        a failed write is raised at the next chunk or at :meth:`finalize`; :meth:`release` waits)."""
+        if self.dir is not None and self._bg is None:
+            self._bg = _Background(self)
+
+    def _drain(self) -> BaseException | None:
+        """Wait for the background writes; the state is then the one on disk.  Their error, if any."""
+        if self._bg is None:
+            return None
+        bg, self._bg = self._bg, None
+        bg.close()
+        if bg.failure is not None:
+            self.state = bg.written
+        return bg.failure
 
     def adopt_markers(self, n_chunks: int) -> None:
         """Distributed runs: every chunk ``0..n_chunks-1`` has a marker; record them in the manifest
@@ -271,6 +308,20 @@ class PartStore:
                     status_counts: dict[str, int], samples: pa.Table | None = None) -> None:
         """Persist chunk ``k``; the manifest is updated last, so a chunk counts only when whole.
         Streams get the chunk right after."""
+        if self._bg is not None:
+            if self._bg.failure is not None:
+                raise self._drain()
+            sc = dict(self.state["status_counts"])
+            for s, c in status_counts.items():
+                sc[s] = sc.get(s, 0) + c
+            self.state = dict(self.state, chunks=k + 1, records=self.state["records"] + n_records, status_counts=sc)
+            blob = json.dumps(self.state).encode()  # the manifest as of this chunk (hits included)
+            self._bg.put((k, table, vcf_text, samples, blob))
+            for st in self.streams:
+                st.write(table, vcf_text)
+            for sp in self._streamed.values():
+                sp.add(k, table)
+            return
         if self.dir is not None:
             with self._writing(self.dir):
                 write_part_files(self.dir, self.files, k, table, vcf_text, samples)
@@ -288,12 +339,18 @@ class PartStore:
                 raise
         for st in self.streams:
             st.write(table, vcf_text)
+        for sp in self._streamed.values():
+            sp.add(k, table)
 
     def _parts(self, suffix: str) -> list[Path]:
         return [self.dir / f"{k:08d}{suffix}" for k in range(int(self.state["chunks"]))]
 
     def finalize(self, schema: pa.Schema, vcf_header: str | None) -> None:
         """Assemble every file output atomically, close the streams, then remove the parts and locks."""
+        failure = self._drain()
+        if failure is not None:
+            self.release()
+            raise failure
         try:
             for o in self.files:
                 final = final_path(o.path)
@@ -323,6 +380,11 @@ class PartStore:
                 pass  # another run is already creating it again
 
     def _assemble(self, o: OutputSpec, final: Path, tmp: Path, schema: pa.Schema, vcf_header: str | None) -> None:
+        sp = self._streamed.pop(o.path, None)
+        if sp is not None:
+            if sp.close(int(self.state["chunks"]), schema) and sp.tmp == tmp:
+                return  # written while the run went on
+            sp.tmp.unlink(missing_ok=True)
         if o.format == "parquet":
             write_parquet(tmp, schema, self._parts(PART_SUFFIX))
         elif o.format == SAMPLES_FORMAT:
@@ -363,6 +425,41 @@ class PartStore:
                 log.warning("no index written for %s: tabix could not index it: %s", final, e)
 
 
+class _Background:
+    """The writer thread of :meth:`PartStore.write_in_background`: part files, then the manifest
+    (as serialized when the chunk was handed over), chunk after chunk; stops at the first error."""
+
+    def __init__(self, store: PartStore):
+        self.store, self.failure = store, None
+        self.written = json.loads(json.dumps(store.state))  # the state on disk
+        self._q: queue.Queue = queue.Queue(maxsize=2)
+        self._t = threading.Thread(target=self._work, name="vareff-parts", daemon=True)
+        self._t.start()
+
+    def put(self, job) -> None:
+        self._q.put(job)
+
+    def _work(self) -> None:
+        st = self.store
+        while (job := self._q.get()) is not None:
+            if self.failure is not None:
+                continue
+            k, table, vcf_text, samples, blob = job
+            try:
+                done = int(self.written["chunks"])
+                with st._writing(st.dir, done):
+                    write_part_files(st.dir, st.files, k, table, vcf_text, samples)
+                with st._writing(st.dir / "manifest.json", done):
+                    _atomic_write_bytes(st.dir / "manifest.json", blob)
+                self.written = json.loads(blob)
+            except BaseException as e:  # noqa: BLE001 (raised in the run's thread)
+                self.failure = e
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._t.join()
+
+
 #: rows per Parquet row group in the assembled file (per-chunk parts are merged up to this)
 ROW_GROUP_ROWS = 65_536
 
@@ -371,19 +468,10 @@ def write_parquet(path: Path, schema: pa.Schema, parts: list[Path]) -> None:
     """Concatenate part files into one Parquet file with row groups of ``ROW_GROUP_ROWS`` rows
     (the last may be smaller); memory holds at most one row group."""
     with pq.ParquetWriter(path, schema, compression="zstd") as w:
-        buf: list[pa.Table] = []
-        n = 0
+        groups = RowGroups(w, ROW_GROUP_ROWS)
         for p in parts:
-            t = read_part(p).cast(schema)
-            buf.append(t)
-            n += t.num_rows
-            while n >= ROW_GROUP_ROWS:
-                whole = pa.concat_tables(buf)
-                w.write_table(whole.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
-                rest = whole.slice(ROW_GROUP_ROWS)
-                buf, n = [rest], rest.num_rows
-        if n:
-            w.write_table(pa.concat_tables(buf), row_group_size=ROW_GROUP_ROWS)
+            groups.add(read_part(p).cast(schema))
+        groups.finish()
 
 
 _LEFTOVER = r"\.tmp-(\d+)(\.tbi|\.csi)?$"
