@@ -36,7 +36,7 @@ class StdinTap:
     """stdin copied into a pipe by a child process; ``path`` is the pipe's read end for htslib."""
 
     def __init__(self):
-        self._proc = subprocess.Popen([sys.executable, "-I", "-c", _COPIER], stdin=sys.stdin,
+        self._proc = subprocess.Popen([sys.executable, "-I", "-c", _COPIER], stdin=0,  # fd 0, as htslib read it
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.path = f"/dev/fd/{self._proc.stdout.fileno()}"
 
