@@ -234,7 +234,7 @@ def accumulation_check(M: int = 64, K: int = 768, N: int = 768) -> float:
 
 def attribute(ckpt, genome, rows, batch_of, *, policies, rounds: int, batch_size: int) -> dict:
     """Accuracy and speed of each policy vs float32 on ``rows`` (one model, weights restored per setting)."""
-    from vareff.models.bert_precision import POLICIES, apply_policy
+    from vareff.models.bert_precision import FLOAT32, POLICIES, apply_policy
     from vareff.score.grover import make_scorer
 
     acc = accumulation_check()
@@ -247,17 +247,17 @@ def attribute(ckpt, genome, rows, batch_of, *, policies, rounds: int, batch_size
     def setting(name):
         module.float()
         module.load_state_dict(state)
+        apply_policy(module, POLICIES.get(name, FLOAT32))  # float32 weights, no split weights or flags left over
         if name == "mixed":
             module.set_mixed(torch.bfloat16)
-        elif name != "fp32":
-            apply_policy(module, POLICIES[name])
 
     names = ["fp32"] + [p for p in policies if p != "fp32"]
     wall = dict.fromkeys(names, 0.0)
     cols = {n: [] for n in names}
     parts = [rows[i * len(rows) // rounds:(i + 1) * len(rows) // rounds] for i in range(rounds)]
-    setting("bf16")
-    sc.score(batch_of(rows[:2]), genome)  # warm-up of the bf16 kernels
+    for n in ("bf16", "fp32"):  # warm-up (oneDNN kernels, allocator)
+        setting(n)
+        sc.score(batch_of(rows[:2]), genome)
     for rd, part in enumerate(parts):
         for n in (names if rd % 2 == 0 else names[::-1]):  # alternate the order between rounds
             setting(n)

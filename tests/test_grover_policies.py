@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from grover_fixtures import make_checkpoint, random_dna
-from vareff.models.bert_precision import POLICIES, apply_policy
+from vareff.models.bert_precision import FLOAT32, POLICIES, MatmulPolicy, apply_policy
 from vareff.models.load import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -48,6 +48,11 @@ def test_policy_casts_only_what_it_names(checkpoint):
     assert m.head_dense.weight.dtype == bf and all(p.dtype == f32 for p in m.layers.parameters())
     with pytest.raises(ValueError, match="float32"):
         apply_policy(m, POLICIES["bf16"])  # already rounded: refused, not silently re-rounded
+    m = load_model(d, device="cpu").module.set_mixed()
+    apply_policy(m, MatmulPolicy(frozenset(), attention_fp32=True))  # flags only, weights stay float32
+    apply_policy(m, FLOAT32)  # clears split weights and flags: a plain float32 model again
+    assert all("weight_split" not in lin.__dict__ for layer in m.layers for lin in (layer.qkv, layer.fc1))
+    assert not any(layer.__dict__["attention_fp32"] for layer in m.layers)
 
 
 def _round(t: torch.Tensor) -> torch.Tensor:

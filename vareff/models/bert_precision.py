@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["GROUPS", "MatmulPolicy", "POLICIES", "apply_policy"]
+__all__ = ["GROUPS", "MatmulPolicy", "POLICIES", "FLOAT32", "apply_policy"]
 
 #: matmul groups: the four encoder projections of every layer and the MLM head transform
 GROUPS = ("qkv", "attn_out", "fc1", "fc2", "head")
@@ -53,6 +53,9 @@ class MatmulPolicy:
 def _p(*groups: str, layers=None, attention_fp32: bool = False) -> MatmulPolicy:
     return MatmulPolicy(frozenset(groups), layers, attention_fp32)
 
+
+#: no group in low precision: applying it clears any earlier policy or split weights
+FLOAT32 = MatmulPolicy(frozenset())
 
 #: named policies (``bench_grover.py --attribute --policies``); ``bf16`` equals plain bfloat16
 POLICIES: dict[str, MatmulPolicy] = {
