@@ -24,6 +24,13 @@ host throughput, and bf16-vs-fp32 score agreement.  Usage::
 Tiny smoke run (checks the script, figures meaningless)::
 
     python benchmarks/bench_grover.py --tiny --sparse 4 --dense 4 --loop-dense 2 --loop2 2 --rounds 1
+
+Where the time goes (``--profile``: per-part breakdown of one scoring call per setting on a few
+sparse SNVs) and which matmuls cause bfloat16's LLR error (``--attribute``: selective bfloat16
+policies vs float32, accuracy and speed); either replaces the timing run (benchmarks/grover_profile.py)::
+
+    python benchmarks/bench_grover.py --profile fp32,bf16,mixed --profile-snvs 8
+    python benchmarks/bench_grover.py --attribute --sparse 48 --rounds 2
 """
 from __future__ import annotations
 
@@ -195,6 +202,35 @@ MODES = (("fp32", "float32", None), ("default", None, None), ("mixed", "mixed", 
          ("wt-marginal", None, {"llr": "wt-marginal"}), ("bf16-delta", "bfloat16", {"precision": "bf16-delta"}))
 
 
+def diagnose(args, ckpt, genome, sparse, modes_by_name) -> dict:
+    """``--profile`` and ``--attribute`` (benchmarks/grover_profile.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import grover_profile as gp
+    from vareff.models.bert_precision import POLICIES
+    from vareff.score.grover import make_scorer
+
+    out: dict = {}
+    if args.profile:
+        out["profile"] = []
+        rows = sparse[: args.profile_snvs]
+        for name in args.profile.split(","):
+            if name not in modes_by_name:
+                sys.exit(f"bench_grover: --profile setting {name!r} is not one of {sorted(modes_by_name)}")
+            _, dt, o = modes_by_name[name]
+            sc = make_scorer(ckpt, device="cpu", dtype=dt, batch_size=args.batch_size, options=o)
+            sc.score(batch_of(rows[:3]), genome)  # warm-up
+            out["profile"].append(gp.profile_setting(sc, batch_of(rows), genome, label=f"{name} ({sc.precision})"))
+            del sc
+    if args.attribute:
+        policies = args.policies.split(",") if args.policies else ["mixed", *POLICIES]
+        unknown = [p for p in policies if p not in POLICIES and p not in ("mixed", "fp32")]
+        if unknown:
+            sys.exit(f"bench_grover: unknown --policies {unknown}; known: mixed, {', '.join(POLICIES)}")
+        out["attribution"] = gp.attribute(ckpt, genome, sparse, batch_of, policies=policies,
+                                          rounds=max(1, args.rounds), batch_size=args.batch_size)
+    return out
+
+
 class Clock:
     """Accumulated wall and process-CPU seconds (the CPU is shared: CPU time is the steadier work measure)."""
 
@@ -223,6 +259,13 @@ def main(argv=None):
     ap.add_argument("--tiny", action="store_true", help="a 2-layer, hidden-64 model (smoke test of the script only)")
     ap.add_argument("--ckpt", type=Path, default=None, help="reuse a checkpoint directory built earlier")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
+    ap.add_argument("--profile", default=None, metavar="SETTINGS",
+                    help="instead of the timing run: profile one scoring call per setting (of fp32, default, mixed, bf16)")
+    ap.add_argument("--profile-snvs", type=int, default=8, help="sparse SNVs in each profiled call")
+    ap.add_argument("--attribute", action="store_true",
+                    help="instead of the timing run: bf16 error attribution over --sparse SNVs in --rounds rounds")
+    ap.add_argument("--policies", default=None,
+                    help="policies for --attribute (vareff/models/bert_precision.py POLICIES, and mixed); default all")
     args = ap.parse_args(argv)
     modes = [m for m in MODES if m[0] in args.modes.split(",")]
     torch.set_num_threads(args.threads)
@@ -244,6 +287,11 @@ def main(argv=None):
     sparse = snvs(genome, args.sparse, start1=42_430_000, step=(43_590_000 - 42_430_000) // args.sparse, seed=1)
     dense = snvs(genome, args.dense, start1=43_044_000, span=args.dense * 100, seed=2)
     R["n_sparse"], R["n_dense"] = len(sparse), len(dense)
+    if args.profile or args.attribute:
+        R.update(diagnose(args, ckpt, genome, sparse, modes_by_name={m[0]: m for m in MODES}))
+        if args.out:
+            args.out.write_text(json.dumps(R, indent=1, default=str))
+        return R
 
     # tokenizer host throughput on 1 kb windows inside the slice
     tok = BpeTokenizer(ckpt)

@@ -18,12 +18,14 @@ policy) runs the encoder matmuls in bfloat16 with split hi+lo weights and keeps 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.autograd.profiler import record_function
 
 from vareff.errors import CheckpointError
 from vareff.models.shared import (
@@ -117,6 +119,12 @@ class BertConfig(EncoderSizes):
 # --------------------------------------------------------------------------- modules
 
 
+def _range(name: str):
+    """A named ``torch.profiler`` range while the profiler records (benchmarks/bench_grover.py
+    ``--profile``, docs/grover.md 6.7); a no-op context otherwise."""
+    return record_function(name) if torch.autograd._profiler_enabled() else nullcontext()
+
+
 def _act(name: str, x: torch.Tensor) -> torch.Tensor:
     kind = _ACTIVATIONS[name]
     if kind == "gelu":
@@ -146,18 +154,30 @@ class BertLayer(nn.Module):
         from vareff_kernels import attention
 
         B, T, C = x.shape  # x: float32 residual stream
-        qkv = _linear(self.qkv, x)  # (B, T, 3C) in the compute dtype
-        q, k, v = qkv.view(B, T, 3, self.nh, self.hs).permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hs)
-        y = attention(q, k, v, key_padding_mask=key_padding_mask)  # (B, nh, T, hs)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        ao = _linear(self.attn_out, y).float()  # (B, T, C)
-        x1 = self.ln1(x + ao)  # (B, T, C) float32
-        f1 = _linear(self.fc1, x1)  # (B, T, I)
-        h = _act(self.act, f1)  # (B, T, I)
-        f2 = _linear(self.fc2, h).float()  # (B, T, C)
-        if capture is not None:  # activations a delta pass anchors on (float32 passes only)
-            capture.append({"x0": x, "qkv": qkv, "y": y, "ao": ao, "x1": x1, "f1": f1, "h": h, "f2": f2})
-        return self.ln2(x1 + f2)  # (B, T, C) float32
+        with _range("grover.gemm.qkv"):
+            qkv = _linear(self.qkv, x)  # (B, T, 3C) in the compute dtype
+        with _range("grover.attention"):
+            q, k, v = qkv.view(B, T, 3, self.nh, self.hs).permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hs)
+            if self.__dict__.get("attention_fp32"):  # precision policy: scores/softmax/context in float32
+                q, k, v = q.float(), k.float(), v.float()
+            y = attention(q, k, v, key_padding_mask=key_padding_mask)  # (B, nh, T, hs)
+            y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        with _range("grover.gemm.attn_out"):
+            ao = _linear(self.attn_out, y)  # (B, T, C)
+        with _range("grover.eltwise"):
+            ao = ao.float()
+            x1 = self.ln1(x + ao)  # (B, T, C) float32
+        with _range("grover.gemm.fc1"):
+            f1 = _linear(self.fc1, x1)  # (B, T, I)
+        with _range("grover.eltwise"):
+            h = _act(self.act, f1)  # (B, T, I)
+        with _range("grover.gemm.fc2"):
+            f2 = _linear(self.fc2, h)  # (B, T, C)
+        with _range("grover.eltwise"):
+            f2 = f2.float()
+            if capture is not None:  # activations a delta pass anchors on (float32 passes only)
+                capture.append({"x0": x, "qkv": qkv, "y": y, "ao": ao, "x1": x1, "f1": f1, "h": h, "f2": f2})
+            return self.ln2(x1 + f2)  # (B, T, C) float32
 
     def forward_delta(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None, ref: dict,
                       exact_rows: torch.Tensor) -> torch.Tensor:
@@ -280,7 +300,8 @@ class BertMaskedLM(nn.Module):
         ``capture``: a list that receives one dict of activations per layer, the anchor of
         :meth:`encode_delta` (only meaningful for a float32 model).
         """
-        x, kpm = self._embed(input_ids, attention_mask)
+        with _range("grover.embed"):
+            x, kpm = self._embed(input_ids, attention_mask)
         for layer in self.layers:
             x = layer(x, kpm, capture)
         return x
@@ -311,11 +332,12 @@ class BertMaskedLM(nn.Module):
 
     def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """MLM logits (..., V) float32 for hidden states (..., C) (any leading shape, e.g. selected rows)."""
-        cd = self.head_dense.weight.dtype
-        h = _act(self.cfg.hidden_act, self.head_dense(hidden.to(cd)).float())  # (..., C)
-        h = self.head_ln(h)
-        w = self.word.weight if self.decoder is None else self.decoder.weight  # (V, C)
-        return F.linear(h, w, self.head_bias)  # (..., V)
+        with _range("grover.gemm.head"):
+            cd = self.head_dense.weight.dtype
+            h = _act(self.cfg.hidden_act, self.head_dense(hidden.to(cd)).float())  # (..., C)
+            h = self.head_ln(h)
+            w = self.word.weight if self.decoder is None else self.decoder.weight  # (V, C)
+            return F.linear(h, w, self.head_bias)  # (..., V)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         hidden = self.encode(input_ids, attention_mask)
