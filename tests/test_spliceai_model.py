@@ -140,3 +140,26 @@ def test_rejects_unknown_layer(tmp_path):
 def test_missing_weights_folder(tmp_path):
     with pytest.raises(CheckpointError, match="lacks spliceai1.h5"):
         load_spliceai(tmp_path)
+
+
+def test_prepacked_convolutions_equal_plain_conv2d(ensemble):
+    """Weights prepacked for oneDNN with the ReLU fused: the plain Conv2d path's floats, bit for bit
+    (a reference pass with kept activations and a cone from them)."""
+    m = ensemble.members[1]
+    if not m._packed:
+        pytest.skip("no oneDNN on this CPU build")
+    x = _random_onehot(1, 2 * m.context + 41, seed=7)
+    geom = m.cone_geometry(2 * m.context + 21, m.context + 10, 2, 1)
+    alt = _random_onehot(2, 1, seed=8)
+    packed = m._packed
+    outs = []
+    for p in (packed, {}):
+        m._packed = p
+        try:
+            with torch.inference_mode():
+                kept: dict = {}
+                y = m(x, kept=kept)
+                outs.append((y, m.forward_cone(alt, [(kept, 0), (kept, 20)], geom)))
+        finally:
+            m._packed = packed
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])

@@ -111,6 +111,7 @@ class SpliceAIModel(nn.Module):
                 self.register_buffer(f"bn_scale_{n.name}", torch.from_numpy(scale.astype(np.float32))[:, None, None])
                 self.register_buffer(f"bn_shift_{n.name}", torch.from_numpy(shift.astype(np.float32))[:, None, None])
         self.context = self._check_context()
+        self._packed: dict[str, torch.Tensor] = {}  # see :meth:`prepack`
         # free each intermediate after its last use (the graph has ~125 nodes of (B, 32, L) floats)
         last_use: dict[str, int] = {}
         for j, n in enumerate(nodes):
@@ -128,6 +129,22 @@ class SpliceAIModel(nn.Module):
                               and kind[n.inputs[0]] == "conv" and n.inputs[0] not in n.inputs[1:]}
         #: nodes whose reference values a cone may read (inputs of convolutions, adds and crops)
         self.cone_inputs = frozenset(i for n in nodes if n.kind in ("conv", "add", "crop") for i in n.inputs)
+
+    def prepack(self) -> None:
+        """On a CPU with oneDNN, in float32: store each convolution's weights in oneDNN's blocked
+        layout once, instead of reordering them on every call, and run the ReLU that follows a
+        convolution as its post-op (same floats: measured bit-identical, both orders round the
+        same sums).  Other devices and dtypes keep the plain ``Conv2d`` path."""
+        self._packed = {}
+        if not torch.backends.mkldnn.is_available():
+            return
+        for name, conv in self.convs.items():
+            w = conv.weight
+            if w.device.type != "cpu" or w.dtype != torch.float32:
+                return
+            self._packed[name] = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                w.detach().contiguous().to_mkldnn(), [0, 0], [1, 1], list(conv.dilation), 1,
+                [32, w.shape[1], 1, 4096 + (w.shape[-1] - 1) * conv.dilation[1]])
 
     def _check_context(self) -> int:
         """Receptive-field half-width; must equal the final cropping for valid execution."""
@@ -158,9 +175,16 @@ class SpliceAIModel(nn.Module):
     def _node(self, n: _Node, xs: list[torch.Tensor], in_place: bool = True) -> torch.Tensor:
         """One node on already-aligned inputs (for ``add``: inputs cropped to the same span)."""
         if n.kind == "conv":
-            y = self.convs[n.name](xs[0])
-            if n.params.get("relu"):
-                return y.relu_()
+            pw = self._packed.get(n.name) if self._packed and xs[0].dtype == torch.float32 else None
+            if pw is not None:  # oneDNN with its weights in their blocked layout already and the ReLU fused
+                conv = self.convs[n.name]
+                y = torch.ops.mkldnn._convolution_pointwise(
+                    xs[0], pw, conv.bias, [0, 0], [1, 1], list(conv.dilation), 1,
+                    "relu" if n.params.get("relu") else "none", [], "")
+            else:
+                y = self.convs[n.name](xs[0])
+                if n.params.get("relu"):
+                    return y.relu_()
             return torch.softmax(y, dim=1) if n.params["softmax"] else y
         if n.kind == "clamp":
             return torch.clamp(xs[0], min=getattr(self, f"clamp_lo_{n.name}"))
@@ -417,5 +441,7 @@ def weight_checksums(folder: str) -> tuple[str, ...]:
 def _load_cached(folder: str, device: str, dtype: torch.dtype) -> SpliceAIEnsemble:
     d = weights_folder(folder)
     models = [SpliceAIModel(*_read_h5(p)) for p in _weight_paths(d)]
-    ens = SpliceAIEnsemble(models, list(weight_checksums(str(d)))).eval()
-    return ens.to(device=device, dtype=dtype)
+    ens = SpliceAIEnsemble(models, list(weight_checksums(str(d)))).eval().to(device=device, dtype=dtype)
+    for m in ens.members:
+        m.prepack()
+    return ens
