@@ -136,15 +136,20 @@ class SpliceAIModel(nn.Module):
         convolution as its post-op (same floats: measured bit-identical, both orders round the
         same sums).  Other devices and dtypes keep the plain ``Conv2d`` path."""
         self._packed = {}
-        if not torch.backends.mkldnn.is_available():
+        ws = [c.weight for c in self.convs.values()]
+        if not (torch.backends.mkldnn.is_available() and all(w.device.type == "cpu" and w.dtype == torch.float32
+                                                              for w in ws)):
             return
-        for name, conv in self.convs.items():
-            w = conv.weight
-            if w.device.type != "cpu" or w.dtype != torch.float32:
-                return
-            self._packed[name] = torch._C._nn.mkldnn_reorder_conv2d_weight(
-                w.detach().contiguous().to_mkldnn(), [0, 0], [1, 1], list(conv.dilation), 1,
-                [32, w.shape[1], 1, 4096 + (w.shape[-1] - 1) * conv.dilation[1]])
+        packed = {}
+        try:
+            for name, conv in self.convs.items():
+                w, dil = conv.weight.detach(), list(conv.dilation)
+                packed[name] = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                    w.contiguous().to_mkldnn(), [0, 0], [1, 1], dil, 1,
+                    [32, w.shape[1], 1, 4096 + (w.shape[-1] - 1) * dil[1]])
+        except (RuntimeError, AttributeError, NotImplementedError):  # a build without these oneDNN ops
+            return
+        self._packed = packed
 
     def _check_context(self) -> int:
         """Receptive-field half-width; must equal the final cropping for valid execution."""
