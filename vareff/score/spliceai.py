@@ -126,7 +126,8 @@ class SpliceAIScorer:
     """The SpliceAI backend (``-m spliceai``)."""
 
     name = NAME
-    cost_per_allele = 0.3  # s of model time per allele (chunk cutting): ~0.1 s on a dense gene, ~0.4 s per isolated SNV (2 cores)
+    #: s of model time per allele (chunk cutting): ~0.1 s on a dense gene, ~0.4 s per isolated SNV (2 cores)
+    cost_per_allele = 0.3
 
     def __init__(self, options: SpliceAIOptions | None = None, *, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, model: SpliceAIEnsemble | None = None):
