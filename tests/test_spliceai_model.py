@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from vareff.errors import CheckpointError
-from vareff.models.spliceai import _StashRequest, _read_h5, load_spliceai, wheel_weights_dir
+from vareff.models.spliceai import _read_h5, load_spliceai, wheel_weights_dir
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +99,16 @@ def test_cone_equals_full_window(ensemble, cone_segment, ref_len, alt_len, v0_sh
     seg, per_window_ref = cone_segment
     v0 = m.context + D + v0_shift
     geom = m.cone_geometry(W, v0, ref_len, alt_len)
-    req = _StashRequest(geom, [(0, o) for o in offsets], {})
     g = torch.Generator().manual_seed(2)
     alts = F.one_hot(torch.randint(0, 4, (len(offsets), alt_len), generator=g), 4).float().permute(0, 2, 1)
     with torch.inference_mode():
-        ref_seg = m(seg, stash=[req])
+        kept: dict = {}
+        ref_seg = m(seg, kept=kept)
         windows = [seg[:, :, o: o + W] for o in offsets]
         full_in = torch.cat([torch.cat([w[:, :, :v0], alts[i: i + 1], w[:, :, v0 + ref_len:]], dim=2)
                              for i, w in enumerate(windows)])
         full = m(full_in)
-        cone = m.forward_cone(alts.contiguous(), req.values, geom)
+        cone = m.forward_cone(alts.contiguous(), [(kept, o) for o in offsets], geom)
     assert cone.shape == full.shape == (3, 3, 2 * D + 1 + alt_len - ref_len)
     torch.testing.assert_close(cone, full, atol=1e-6, rtol=1e-5)
     # the shared segment pass gives each window's reference outputs
@@ -140,3 +140,26 @@ def test_rejects_unknown_layer(tmp_path):
 def test_missing_weights_folder(tmp_path):
     with pytest.raises(CheckpointError, match="lacks spliceai1.h5"):
         load_spliceai(tmp_path)
+
+
+def test_prepacked_convolutions_equal_plain_conv2d(ensemble):
+    """Weights prepacked for oneDNN with the ReLU fused: the plain Conv2d path's floats, bit for bit
+    (a reference pass with kept activations and a cone from them)."""
+    m = ensemble.members[1]
+    if not m._packed:
+        pytest.skip("no oneDNN on this CPU build")
+    x = _random_onehot(1, 2 * m.context + 41, seed=7)
+    geom = m.cone_geometry(2 * m.context + 21, m.context + 10, 2, 1)
+    alt = _random_onehot(2, 1, seed=8)
+    packed = m._packed
+    outs = []
+    for p in (packed, {}):
+        m._packed = p
+        try:
+            with torch.inference_mode():
+                kept: dict = {}
+                y = m(x, kept=kept)
+                outs.append((y, m.forward_cone(alt, [(kept, 0), (kept, 20)], geom)))
+        finally:
+            m._packed = packed
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])

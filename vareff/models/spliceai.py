@@ -110,6 +110,7 @@ class SpliceAIModel(nn.Module):
                 self.register_buffer(f"bn_scale_{n.name}", torch.from_numpy(scale.astype(np.float32))[:, None, None])
                 self.register_buffer(f"bn_shift_{n.name}", torch.from_numpy(shift.astype(np.float32))[:, None, None])
         self.context = self._check_context()
+        self._packed: dict[str, torch.Tensor] = {}  # see :meth:`prepack`
         # free each intermediate after its last use (the graph has ~125 nodes of (B, 32, L) floats)
         last_use: dict[str, int] = {}
         for j, n in enumerate(nodes):
@@ -125,6 +126,29 @@ class SpliceAIModel(nn.Module):
         kind = {n.name: n.kind for n in nodes}
         self._add_in_place = {n.name for n in nodes if n.kind == "add" and n_uses[n.inputs[0]] == 1
                               and kind[n.inputs[0]] == "conv" and n.inputs[0] not in n.inputs[1:]}
+        #: nodes whose reference values a cone may read (inputs of convolutions, adds and crops)
+        self.cone_inputs = frozenset(i for n in nodes if n.kind in ("conv", "add", "crop") for i in n.inputs)
+
+    def prepack(self) -> None:
+        """On a CPU with oneDNN, in float32: store each convolution's weights in oneDNN's blocked
+        layout once, instead of reordering them on every call, and run the ReLU that follows a
+        convolution as its post-op (same floats: measured bit-identical, both orders round the
+        same sums).  Other devices and dtypes keep the plain ``Conv2d`` path."""
+        self._packed = {}
+        ws = [c.weight for c in self.convs.values()]
+        if not (torch.backends.mkldnn.is_available() and all(w.device.type == "cpu" and w.dtype == torch.float32
+                                                              for w in ws)):
+            return
+        packed = {}
+        try:
+            for name, conv in self.convs.items():
+                w, dil = conv.weight.detach(), list(conv.dilation)
+                packed[name] = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                    w.contiguous().to_mkldnn(), [0, 0], [1, 1], dil, 1,
+                    [32, w.shape[1], 1, 4096 + (w.shape[-1] - 1) * dil[1]])
+        except (RuntimeError, AttributeError, NotImplementedError):  # a build without these oneDNN ops
+            return
+        self._packed = packed
 
     def _check_context(self) -> int:
         """Receptive-field half-width; must equal the final cropping for valid execution."""
@@ -152,12 +176,19 @@ class SpliceAIModel(nn.Module):
         self._trim = trim
         return crop
 
-    def _node(self, n: _Node, xs: list[torch.Tensor]) -> torch.Tensor:
+    def _node(self, n: _Node, xs: list[torch.Tensor], in_place: bool = True) -> torch.Tensor:
         """One node on already-aligned inputs (for ``add``: inputs cropped to the same span)."""
         if n.kind == "conv":
-            y = self.convs[n.name](xs[0])
-            if n.params.get("relu"):
-                return y.relu_()
+            pw = self._packed.get(n.name) if self._packed and xs[0].dtype == torch.float32 else None
+            if pw is not None:  # oneDNN with its weights in their blocked layout already and the ReLU fused
+                conv = self.convs[n.name]
+                y = torch.ops.mkldnn._convolution_pointwise(
+                    xs[0], pw, conv.bias, [0, 0], [1, 1], list(conv.dilation), 1,
+                    "relu" if n.params.get("relu") else "none", [], "")
+            else:
+                y = self.convs[n.name](xs[0])
+                if n.params.get("relu"):
+                    return y.relu_()
             return torch.softmax(y, dim=1) if n.params["softmax"] else y
         if n.kind == "clamp":
             return torch.clamp(xs[0], min=getattr(self, f"clamp_lo_{n.name}"))
@@ -167,7 +198,7 @@ class SpliceAIModel(nn.Module):
             return F.relu(xs[0])
         if n.kind == "add":
             acc = xs[0]
-            if n.name in self._add_in_place and acc.is_contiguous(memory_format=torch.channels_last):
+            if in_place and n.name in self._add_in_place and acc.is_contiguous(memory_format=torch.channels_last):
                 for v in xs[1:]:
                     acc.add_(v)
                 return acc
@@ -176,14 +207,16 @@ class SpliceAIModel(nn.Module):
             return acc
         raise AssertionError(n.kind)
 
-    def forward(self, x: torch.Tensor, stash: "list[_StashRequest] | None" = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kept: "dict[str, torch.Tensor] | None" = None) -> torch.Tensor:
         """Valid pass: (B, 4, L) -> (B, 3, L - 2*context).
 
-        ``stash``: optional requests to copy reference activations of given windows
-        (for :meth:`forward_cone`); filled in place.
+        ``kept``: optional dict, filled with the whole value of every node a cone may read
+        (:attr:`cone_inputs`), as computed (no copy): node ``m``'s value ``i`` is at input
+        position ``i + trim[m]``.  Those values are then not overwritten in place.
         """
         vals: dict[str, torch.Tensor] = {}
         trim = self._trim
+        keep = self.cone_inputs if kept is not None else frozenset()
         out = None
         for j, n in enumerate(self.nodes):
             if n.kind == "input":
@@ -198,14 +231,10 @@ class SpliceAIModel(nn.Module):
                 for i in n.inputs:
                     c = t - trim[i] if n.kind == "add" else 0
                     xs.append(vals[i] if c == 0 else vals[i][..., c:vals[i].shape[-1] - c])
-                v = self._node(n, xs)
+                v = self._node(n, xs, in_place=n.inputs[0] not in keep)
             vals[n.name] = out = v
-            for req in stash or ():
-                r = req.geom.read.get(n.name)
-                if r is not None:
-                    t = trim[n.name]
-                    req.values[n.name] = torch.stack(
-                        [v[b, :, :, o + r[0] - t: o + r[1] - t] for b, o in req.sites])  # (S, C, 1, w)
+            if n.name in keep:
+                kept[n.name] = v
             for i in self._free_after[j]:
                 del vals[i]
         return out.squeeze(2)
@@ -255,15 +284,18 @@ class SpliceAIModel(nn.Module):
             raise CheckpointError("SpliceAI cone geometry: the cone does not cover every output")
         return ConeGeometry(W, v0, ref_len, alt_len, cone, read)
 
-    def forward_cone(self, alt: torch.Tensor, ref: dict[str, torch.Tensor], geom: "ConeGeometry") -> torch.Tensor:
+    def forward_cone(self, alt: torch.Tensor, refs: "list[tuple[dict[str, torch.Tensor], int]]",
+                     geom: "ConeGeometry") -> torch.Tensor:
         """Alt outputs from only the activations the allele changes.
 
-        ``alt``: (B, 4, alt_len) one-hot alt bases; ``ref``: node -> (B, C, w) reference
-        activations over ``geom.read[node]``.  Returns (B, 3, W + alt_len - ref_len - 2*context),
-        equal to a valid pass over the whole alt window.
+        ``alt``: (B, 4, alt_len) one-hot alt bases; ``refs``: per row, the ``kept`` values of a
+        reference pass (:meth:`forward`) and the offset of the row's reference window in that
+        pass's input.  Reference values are read from those tensors directly (no per-site copy).
+        Returns (B, 3, W + alt_len - ref_len - 2*context), equal to a valid pass over the whole
+        alt window.
         """
         vals: dict[str, torch.Tensor] = {}
-        cone, read, delta = geom.cone, geom.read, geom.alt_len - geom.ref_len
+        cone, delta, trim = geom.cone, geom.alt_len - geom.ref_len, self._trim
         out = None
 
         def take(m: str, lo: int, hi: int) -> torch.Tensor:
@@ -271,18 +303,19 @@ class SpliceAIModel(nn.Module):
             v = vals[m]
             if c_lo <= lo and hi <= c_hi:
                 return v[..., lo - c_lo: hi - c_lo]
-            r, r_lo = ref[m], read[m][0]
             x = torch.empty((v.shape[0], v.shape[1], 1, hi - lo), dtype=v.dtype, device=v.device,
                             memory_format=torch.channels_last)
-            a, b = lo, min(hi, c_lo)
-            if a < b:  # left of the cone: reference, same coordinates
-                x[..., : b - lo] = r[..., a - r_lo: b - r_lo]
             a, b = max(lo, c_lo), min(hi, c_hi)
             if a < b:
                 x[..., a - lo: b - lo] = v[..., a - c_lo: b - c_lo]
-            a, b = max(lo, c_hi), hi
-            if a < b:  # right of the cone: reference shifted by the length change
-                x[..., a - lo:] = r[..., a - delta - r_lo: b - delta - r_lo]
+            left, right = (lo, min(hi, c_lo)), (max(lo, c_hi), hi)
+            for r, (kept, off) in enumerate(refs):
+                s = off - trim[m]
+                r_m = kept[m]
+                if left[0] < left[1]:  # left of the cone: reference, same coordinates
+                    x[r, :, :, : left[1] - lo] = r_m[0, :, :, left[0] + s: left[1] + s]
+                if right[0] < right[1]:  # right of the cone: reference shifted by the length change
+                    x[r, :, :, right[0] - lo:] = r_m[0, :, :, right[0] - delta + s: right[1] - delta + s]
             return x
 
         for j, n in enumerate(self.nodes):
@@ -319,15 +352,6 @@ class ConeGeometry:
     alt_len: int
     cone: dict[str, tuple[int, int]]
     read: dict[str, tuple[int, int]]
-
-
-@dataclass
-class _StashRequest:
-    """Copy reference activations over ``geom.read`` for windows at ``sites`` = [(batch row, offset)]."""
-
-    geom: ConeGeometry
-    sites: list[tuple[int, int]]
-    values: dict[str, torch.Tensor]
 
 
 class SpliceAIEnsemble(nn.Module):
@@ -394,5 +418,7 @@ def load_spliceai(weights_dir: str | os.PathLike | None = None, *, device: str |
 def _load_cached(folder: str, device: str, dtype: torch.dtype) -> SpliceAIEnsemble:
     d = weights_folder(folder)
     models = [SpliceAIModel(*_read_h5(p)) for p in weight_paths(d)]
-    ens = SpliceAIEnsemble(models, list(weight_checksums(str(d)))).eval()
-    return ens.to(device=device, dtype=dtype)
+    ens = SpliceAIEnsemble(models, list(weight_checksums(str(d)))).eval().to(device=device, dtype=dtype)
+    for m in ens.members:
+        m.prepack()
+    return ens

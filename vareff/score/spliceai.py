@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 NAME = "spliceai"
 _INF = 1 << 62
 TILE = 256  # sites share a reference pass per fixed genomic tile of this many nt (the pass covers the whole tile)
-MAX_SITES = 16  # sites per reference pass (bounds the stored activations, ~7 MB per site and allele shape)
+PENDING_TILES = 8  # tiles whose reference activations are kept for batched cones (~55 MB each at D = 50)
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,8 @@ class SpliceAIScorer:
     """The SpliceAI backend (``-m spliceai``)."""
 
     name = NAME
-    cost_per_allele = 1.5  # s of model time per allele (chunk cutting): ~0.7 alleles/s on 2 CPU cores
+    #: s of model time per allele (chunk cutting): ~0.1 s on a dense gene, ~0.4 s per isolated SNV (2 cores)
+    cost_per_allele = 0.3
 
     def __init__(self, options: SpliceAIOptions | None = None, *, device: str = "cpu",
                  dtype: str | torch.dtype = "float32", model: SpliceAIEnsemble | None = None,
@@ -281,10 +282,12 @@ class SpliceAIScorer:
     def _passes(self, tasks: list[_Task], batch: AlleleBatch, genome: Genome):
         """Reference outputs per (key, site) and alt outputs per task, averaged over the 5 models.
 
-        Reference: the sites of one key are grouped by fixed genomic tiles of ``TILE`` nt (at most
-        ``MAX_SITES`` per pass) and each group is one valid pass over its whole tile, which also
-        keeps the activations the alts will read.  Every alt is then computed from the activations
-        it changes only (:meth:`SpliceAIModel.forward_cone`), batched by (REF length, ALT length).
+        Reference: the sites of one key are grouped by fixed genomic tiles of ``TILE`` nt, and each
+        tile is one valid pass over the whole tile whose activations are kept whole (no copies).
+        Every alt is then computed from the activations it changes only
+        (:meth:`SpliceAIModel.forward_cone`), reading the reference values of its tile's pass by
+        offset; cones of the same allele shape are batched across the sites of up to
+        ``PENDING_TILES`` neighbouring tiles (``batch_size`` rows per call).
 
         Every float is independent of the other alleles of the batch: a site's reference pass is
         its tile's (same input, same shape, batch 1, whichever sites are present) and an alt's
@@ -294,102 +297,76 @@ class SpliceAIScorer:
         """
         import torch
 
-        from vareff.models.spliceai import _StashRequest
-
         D, ctx = self.opt.distance, self.context
         W = 2 * ctx + 2 * D + 1
-        lin = W + TILE - 1
         pos_of = [int(batch.pos1[t.allele]) for t in tasks]
-        shape_of = [(len(batch.ref[t.allele]), len(batch.alt[t.allele])) for t in tasks]
-        sites_by_tile: dict[tuple, set[int]] = {}
-        for t, p in zip(tasks, pos_of):
-            sites_by_tile.setdefault((t.key, (p - 1) // TILE * TILE + 1), set()).add(p)
-        groups: list[tuple[tuple, int, list[int]]] = []  # (key, first position of the tile, sites)
-        for (key, lo), ps in sorted(sites_by_tile.items(), key=lambda kv: (kv[0][0][1] == "-", kv[0][1])):
-            ps = sorted(ps)
-            groups += [(key, lo, ps[i: i + MAX_SITES]) for i in range(0, len(ps), MAX_SITES)]
-        group_of = {(key, p): g for g, (key, _, ps) in enumerate(groups) for p in ps}
-        tasks_by_group: dict[int, list[int]] = {}
-        for j, t in enumerate(tasks):
-            tasks_by_group.setdefault(group_of[(t.key, pos_of[j])], []).append(j)
-        seg_seq: dict[tuple, str] = {}
+        tasks_by_tile: dict[tuple, list[int]] = {}
+        for j, (t, p) in enumerate(zip(tasks, pos_of)):
+            tasks_by_tile.setdefault((t.key, (p - 1) // TILE * TILE + 1), []).append(j)
+        tiles = sorted(tasks_by_tile, key=lambda kl: (kl[0][1] == "-", kl[1], kl[0]))
+        seqs: dict[tuple, str] = {}
 
         ref_sum: dict[tuple, np.ndarray] = {}
         alt_sum: list[np.ndarray | None] = [None] * len(tasks)
         for member in self.model.members:
-            geoms: dict[tuple[int, int, bool], object] = {}
-            pending: list[tuple[int, dict, dict]] = []  # groups whose alts await their cones
-            for g, (key, lo, ps) in enumerate(groups):
+            pending: list[tuple[tuple, dict]] = []  # tiles whose alts await their cones, with their activations
+            for g, (key, lo) in enumerate(tiles):
                 rev = key[1] == "-"
-                if (key, lo) not in seg_seq:
+                if (key, lo) not in seqs:
                     seq = self._window(genome, key, lo - D - ctx, lo + TILE - 1 + D + ctx)
-                    seg_seq[(key, lo)] = reverse_complement(seq) if rev else seq
-                reqs: dict[tuple[int, int], _StashRequest] = {}
-                rows: dict[tuple, int] = {}  # (shape, site) -> row in reqs[shape]
-                for j in tasks_by_group.get(g, ()):
-                    shp, p = shape_of[j], pos_of[j]
-                    if shp not in reqs:
-                        if (*shp, rev) not in geoms:
-                            v0 = W - (D + ctx) - shp[0] if rev else D + ctx
-                            geoms[(*shp, rev)] = member.cone_geometry(W, v0, *shp)
-                        reqs[shp] = _StashRequest(geoms[(*shp, rev)], [], {})
-                    if (shp, p) not in rows:
-                        rows[(shp, p)] = len(reqs[shp].sites)
-                        reqs[shp].sites.append((0, lin - W - (p - lo) if rev else p - lo))
-                x = torch.from_numpy(one_hot([seg_seq[(key, lo)]])).to(self.device, self.dtype)
+                    seqs[(key, lo)] = reverse_complement(seq) if rev else seq
+                x = torch.from_numpy(one_hot([seqs[(key, lo)]])).to(self.device, self.dtype)
+                kept: dict[str, torch.Tensor] = {}
                 with torch.inference_mode():
-                    y = member(x, stash=list(reqs.values())).float()
+                    y = member(x, kept=kept).float()
                 y = (y.flip(-1) if rev else y).cpu().numpy()
-                for p in ps:
+                for p in dict.fromkeys(pos_of[j] for j in tasks_by_tile[(key, lo)]):
                     yr = np.ascontiguousarray(y[0, :, p - lo: p - lo + 2 * D + 1])
                     ref_sum[(key, p)] = yr if (key, p) not in ref_sum else ref_sum[(key, p)] + yr
-                pending.append((g, reqs, rows))
-                if sum(len(r.sites) for _, rs, _ in pending for r in rs.values()) >= self.opt.batch_size \
-                        or g + 1 == len(groups) or (groups[g + 1][0][1] == "-") != rev:
-                    self._cones(member, pending, rev, geoms, tasks, tasks_by_group, shape_of, pos_of, batch, alt_sum)
+                pending.append(((key, lo), kept))
+                if len(pending) >= PENDING_TILES or g + 1 == len(tiles) or (tiles[g + 1][0][1] == "-") != rev:
+                    self._cones(member, pending, rev, W, tasks, tasks_by_tile, pos_of, batch, alt_sum)
                     pending = []
         k = np.float32(len(self.model.members))
         return ({key: y / k for key, y in ref_sum.items()}, [y / k for y in alt_sum])
 
-    def _cones(self, member, pending, rev, geoms, tasks, tasks_by_group, shape_of, pos_of, batch, alt_sum):
-        """Alt outputs of the tasks of the ``pending`` groups (one strand), added to ``alt_sum``.
+    def _cones(self, member, pending, rev, W, tasks, tasks_by_tile, pos_of, batch, alt_sum):
+        """Alt outputs of the tasks of the ``pending`` tiles (one strand), added to ``alt_sum``.
 
-        ``pending``: (group, stash requests per allele shape, row of (shape, site) in its request).
+        ``pending``: ((key, first position of the tile), kept reference activations of its pass).
         """
         import torch
 
-        shapes = list(dict.fromkeys(shp for _, reqs, _ in pending for shp in reqs))
-        for shp in shapes:
-            parts = [(g, reqs[shp], rows) for g, reqs, rows in pending if shp in reqs]
-            values = {m: torch.cat([r.values[m] for _, r, _ in parts]) if len(parts) > 1 else parts[0][1].values[m]
-                      for m in parts[0][1].values}
-            n_rows = sum(len(r.sites) for _, r, _ in parts)
-            row_of, js, base = {}, [], 0
-            for g, r, rows in parts:
-                for j in tasks_by_group[g]:
-                    if shape_of[j] == shp:
-                        row_of[j] = base + rows[(shp, pos_of[j])]
-                        js.append(j)
-                base += len(r.sites)
-            for a0 in range(0, len(js), self.opt.batch_size):
-                jb = js[a0: a0 + self.opt.batch_size]
-                rows = [row_of[j] for j in jb]
-                alts = [batch.alt[tasks[j].allele] for j in jb]
+        D, ctx = self.opt.distance, self.context
+        lin = W + TILE - 1
+        rows_by_shape: dict[tuple[int, int], list[tuple[int, dict, int]]] = {}
+        same: dict[tuple, list[int]] = {}  # one cone per (key, site, REF, ALT): genes sharing a key share it
+        for (key, lo), kept in pending:
+            for j in tasks_by_tile[(key, lo)]:
+                a = tasks[j].allele
+                twins = same.setdefault((key, pos_of[j], batch.ref[a], batch.alt[a]), [])
+                twins.append(j)
+                if len(twins) > 1:
+                    continue
+                off = lin - W - (pos_of[j] - lo) if rev else pos_of[j] - lo
+                rows_by_shape.setdefault((len(batch.ref[a]), len(batch.alt[a])), []).append((j, kept, off))
+        step = max(2, torch.get_num_threads())
+        for shp, rows in rows_by_shape.items():
+            v0 = W - (D + ctx) - shp[0] if rev else D + ctx
+            geom = member.cone_geometry(W, v0, *shp)
+            for a0 in range(0, len(rows), self.opt.batch_size):
+                part = rows[a0: a0 + self.opt.batch_size]
+                n_real = len(part)
+                part = part + part[-1:] * (-n_real % step)  # padding rows: repeats, discarded
+                alts = [batch.alt[tasks[j].allele] for j, _, _ in part]
                 if rev:
                     alts = [reverse_complement(a) for a in alts]
-                pad = -len(jb) % max(2, torch.get_num_threads())
-                alts = alts + alts[-1:] * pad
-                r0, k = rows[0], len(rows) + pad
-                if rows == list(range(r0, r0 + len(rows))) and r0 + k <= n_rows:
-                    # consecutive rows: a view, no copy (padding rows, if any, are real sites: discarded)
-                    ref = {m: v[r0: r0 + k] for m, v in values.items()}
-                else:
-                    idx = torch.tensor(rows + rows[-1:] * pad)
-                    ref = {m: v.index_select(0, idx.to(v.device)) for m, v in values.items()}
                 xa = torch.from_numpy(one_hot(alts)).to(self.device, self.dtype)
                 with torch.inference_mode():
-                    ya = member.forward_cone(xa, ref, geoms[(*shp, rev)]).float()
+                    ya = member.forward_cone(xa, [(kept, off) for _, kept, off in part], geom).float()
                 ya = (ya.flip(-1) if rev else ya).cpu().numpy()
-                for r, j in enumerate(jb):
+                for r, (j0, _, _) in enumerate(part[:n_real]):
                     yj = np.ascontiguousarray(ya[r])
-                    alt_sum[j] = yj if alt_sum[j] is None else alt_sum[j] + yj
+                    a = tasks[j0].allele
+                    for j in same[(tasks[j0].key, pos_of[j0], batch.ref[a], batch.alt[a])]:
+                        alt_sum[j] = yj if alt_sum[j] is None else alt_sum[j] + yj
