@@ -7,7 +7,7 @@ taken within one run.
     python benchmarks/bench_store.py precompute --data ../shared/data --workdir /tmp/sb [--span 10000]
 
 * lookup: a synthetic store of ``--entries`` SNV entries (a FakeScorer-like backend, one random
-  12 Mb contig), then chunks of ``--chunk`` (2,000) stored alleles through the engine's store hook:
+  contig of ``--contig-mb`` Mb, default 12), then chunks of ``--chunk`` (2,000) stored alleles through the engine's store hook:
   alleles/s on the first pass (partitions read from disk) and the median of ``--warm-passes`` (5)
   further passes (in memory; each pass's rate is listed too, the machine's noise shows in them);
   ``--profile first|second`` prints a cProfile of that pass to stderr (indicative: it slows Python).
@@ -100,7 +100,7 @@ def bench_lookup(a) -> dict:
     store = work / "lookup-store"
     shutil.rmtree(store, ignore_errors=True)
     rng = np.random.default_rng(0)
-    L = 12_000_000
+    L = a.contig_mb * 1_000_000
     seq = rng.choice(np.frombuffer(b"ACGT", np.uint8), L).tobytes().decode()
     fa = write_fasta(work / "lookup.fa", {"chrS": seq})
     sc = FakeScorer()
@@ -248,6 +248,9 @@ def main() -> None:
     p.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     p.add_argument("--workdir", required=True)
     p.add_argument("--entries", type=int, default=10_000_000)
+    p.add_argument("--contig-mb", type=int, default=12,
+                   help="lookup: length of the synthetic contig the entries are spread over (12 Mb: ~830k entries "
+                        "per 1 Mb partition at 10^7, a saturation-mutagenesis density; 120 Mb: ~83k)")
     p.add_argument("--queries", type=int, default=1_000_000)
     p.add_argument("--alleles", type=int, default=1000)
     p.add_argument("--vcfs", type=int, default=10)
