@@ -8,7 +8,8 @@ import torch
 
 from engine_helpers import tubb8_paths
 from store_helpers import config, run_pipeline, snv_records, with_store
-from vareff.models.spliceai import SpliceAIModel, _read_h5, load_spliceai, wheel_weights_dir
+from vareff.models.spliceai import SpliceAIModel, _read_h5, load_spliceai
+from vareff.models.spliceai_files import wheel_weights_dir
 from vareff.normalize.alleles import Record
 from vareff.score.base import AlleleBatch
 from vareff.score.spliceai import SpliceAIOptions, SpliceAIScorer

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from vareff.errors import CheckpointError
-from vareff.models.spliceai import _read_h5, load_spliceai, wheel_weights_dir
+from vareff.models.spliceai import _read_h5, load_spliceai
+from vareff.models.spliceai_files import wheel_weights_dir
 
 
 @pytest.fixture(scope="module")

@@ -34,10 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vareff.errors import CheckpointError
-from vareff.models.spliceai_files import (  # noqa: F401  (wheel_weights_dir: re-exported)
-    WHEEL_HINT, weight_checksums, weight_paths, weights_folder, wheel_weights_dir)
+from vareff.models.spliceai_files import WHEEL_HINT, weight_checksums, weight_paths, weights_folder
 from vareff.models.spliceai_fuse import fuse_graph
-
 
 
 @dataclass(frozen=True)
@@ -245,14 +243,12 @@ class SpliceAIModel(nn.Module):
         The alt window is the reference window with bases [v0, v0 + ref_len) replaced by
         ``alt_len`` bases (length ``W + alt_len - ref_len``).  ``cone`` (alt coordinates):
         per node, the span whose values differ from the reference and are recomputed.
-        ``read`` (reference coordinates): per node, the span of reference values that
-        computing the cone reads; alt positions left of a cone equal the reference at the same
-        index, positions right of it the reference shifted by ``alt_len - ref_len``.
+        Alt positions left of a cone equal the reference at the same index, positions right of it
+        the reference shifted by ``alt_len - ref_len`` (:meth:`forward_cone` reads them there).
         """
         delta = alt_len - ref_len
         Wa = W + delta
         cone: dict[str, tuple[int, int]] = {}
-        need: dict[str, list[tuple[int, int]]] = {}
         for n in self.nodes:
             t = self._trim[n.name]
             if n.kind == "input":
@@ -265,24 +261,10 @@ class SpliceAIModel(nn.Module):
             if lo >= hi:
                 raise CheckpointError("SpliceAI cone geometry: the allele changes no output (window too small)")
             cone[n.name] = (lo, hi)
-            if n.kind in ("conv", "add", "crop"):
-                for i in n.inputs:
-                    need.setdefault(i, []).append((lo - h, hi + h))
-        read = {}
-        for m, rs in need.items():
-            c_lo, c_hi = cone[m]
-            pieces = []
-            for lo, hi in rs:
-                if lo < c_lo:
-                    pieces.append((lo, min(hi, c_lo)))
-                if hi > c_hi:
-                    pieces.append((max(lo, c_hi) - delta, hi - delta))
-            if pieces:
-                read[m] = (min(p[0] for p in pieces), max(p[1] for p in pieces))
         last = self.nodes[-1].name
         if cone[last] != (self._trim[last], Wa - self._trim[last]):
             raise CheckpointError("SpliceAI cone geometry: the cone does not cover every output")
-        return ConeGeometry(W, v0, ref_len, alt_len, cone, read)
+        return ConeGeometry(W, v0, ref_len, alt_len, cone)
 
     def forward_cone(self, alt: torch.Tensor, refs: "list[tuple[dict[str, torch.Tensor], int]]",
                      geom: "ConeGeometry") -> torch.Tensor:
@@ -351,7 +333,6 @@ class ConeGeometry:
     ref_len: int
     alt_len: int
     cone: dict[str, tuple[int, int]]
-    read: dict[str, tuple[int, int]]
 
 
 class SpliceAIEnsemble(nn.Module):
