@@ -308,35 +308,28 @@ class PartStore:
                     status_counts: dict[str, int], samples: pa.Table | None = None) -> None:
         """Persist chunk ``k``; the manifest is updated last, so a chunk counts only when whole.
         Streams get the chunk right after."""
+        before = self.state
+        sc = dict(before["status_counts"])
+        for s, c in status_counts.items():
+            sc[s] = sc.get(s, 0) + c
+        after = dict(before, chunks=k + 1, records=before["records"] + n_records, status_counts=sc)
         if self._bg is not None:
             if self._bg.failure is not None:
                 raise self._drain()
-            sc = dict(self.state["status_counts"])
-            for s, c in status_counts.items():
-                sc[s] = sc.get(s, 0) + c
-            self.state = dict(self.state, chunks=k + 1, records=self.state["records"] + n_records, status_counts=sc)
-            blob = json.dumps(self.state).encode()  # the manifest as of this chunk (hits included)
-            self._bg.put((k, table, vcf_text, samples, blob))
-            for st in self.streams:
-                st.write(table, vcf_text)
-            for sp in self._streamed.values():
-                sp.add(k, table)
-            return
-        if self.dir is not None:
-            with self._writing(self.dir):
-                write_part_files(self.dir, self.files, k, table, vcf_text, samples)
-        sc = dict(self.state["status_counts"])
-        for s, c in status_counts.items():
-            sc[s] = sc.get(s, 0) + c
-        before = self.state
-        self.state = dict(before, chunks=k + 1, records=before["records"] + n_records, status_counts=sc)
-        if self.dir is not None:
-            try:
-                with self._writing(self.dir / "manifest.json"):
-                    self._save_manifest()
-            except OutputError:
-                self.state = before  # chunk k is not recorded: --resume scores it again
-                raise
+            self.state = after
+            self._bg.put((k, table, vcf_text, samples, json.dumps(after).encode()))  # the manifest as of k
+        else:
+            if self.dir is not None:
+                with self._writing(self.dir):
+                    write_part_files(self.dir, self.files, k, table, vcf_text, samples)
+            self.state = after
+            if self.dir is not None:
+                try:
+                    with self._writing(self.dir / "manifest.json"):
+                        self._save_manifest()
+                except OutputError:
+                    self.state = before  # chunk k is not recorded: --resume scores it again
+                    raise
         for st in self.streams:
             st.write(table, vcf_text)
         for sp in self._streamed.values():
