@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numba
 
+
 @numba.njit(cache=True, nogil=True)
 def scan_lines(a, n_cols, bad_byte):
     """``(good, lines, end)``: how many leading lines of ``a`` pass the byte-level checks

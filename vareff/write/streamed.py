@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
+
 class RowGroups:
     """Feeds tables to a ParquetWriter in row groups of exactly ``size`` rows (the last may be
     smaller); holds at most one row group."""
